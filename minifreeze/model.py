@@ -1,0 +1,122 @@
+"""The classifier users hold: `load_model()` returns encoder + head, loaded from a Hub checkpoint.
+
+logits = head(encoder(input_ids, attention_mask, token_type_ids), attention_mask)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import checkpoints, hub
+from .config import EncoderConfig, load_config, named_config
+from .encoder import Encoder
+from .errors import MinifreezeError
+from .heads import make_head
+
+POOLINGS = ("cls", "mean")
+
+
+class SequenceClassifier(nn.Module):
+    def __init__(
+        self,
+        cfg: EncoderConfig,
+        pooling: str = "cls",
+        textbook_attention: bool = False,
+        fused_head: str = "auto",
+    ):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise MinifreezeError(f"unknown pooling {pooling!r}: use one of {', '.join(POOLINGS)}")
+        self.config = cfg
+        self.pooling = pooling
+        self.encoder = Encoder(cfg, textbook_attention)
+        self.head = make_head(cfg, pooling, fused_head)
+        self.source: Path | None = None  # the folder it came from; its tokenizer files travel with saves
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self.head(self.encoder(input_ids, attention_mask, token_type_ids), attention_mask)
+
+    def loss(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+        labels: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean cross-entropy, logits) for a batch; the head may fuse pooling and loss."""
+        return self.head.loss(self.encoder(input_ids, attention_mask, token_type_ids), attention_mask, labels)
+
+    def save_pretrained(self, folder: str | Path, tokenizer_dir: str | Path | None = None) -> None:
+        """Write the Hub layout (transformers loads it); atomically, so a reader never sees half of it."""
+        source = tokenizer_dir or self.source
+        checkpoints.save_model(self, Path(folder), Path(source) if source else None)
+
+    def init_weights(self, modules: list[nn.Module] | None = None) -> None:
+        """Initialise like transformers: N(0, initializer_range) weights, zero biases, unit LayerNorms."""
+        std = self.config.initializer_range
+        for module in modules if modules is not None else self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+            if isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+
+def random_model(
+    name_or_config: str | EncoderConfig, num_labels: int = 2, pooling: str = "cls", seed: int = 0, **kwargs
+) -> SequenceClassifier:
+    """A model with random weights and a named architecture ("bert-base", "minilm", ...): for benchmarks."""
+    cfg = named_config(name_or_config, num_labels) if isinstance(name_or_config, str) else name_or_config
+    torch.manual_seed(seed)
+    model = SequenceClassifier(cfg, pooling, **kwargs)
+    model.init_weights()
+    return model
+
+
+def load_model(
+    name_or_path: str | Path = hub.DEFAULT_MODEL,
+    num_labels: int | None = None,
+    pooling: str = "cls",
+    revision: str | None = None,
+    id2label: dict[int, str] | None = None,
+    reinit_head: bool = False,
+    textbook_attention: bool = False,
+    fused_head: str = "auto",
+    dtype: torch.dtype = torch.float32,
+) -> SequenceClassifier:
+    """A classifier from a Hub id or a local folder (base or fine-tuned checkpoint).
+
+    A fine-tuned head is kept with its labels; a missing head is created and initialised like
+    transformers does. Asking for another number of labels than the checkpoint's head has is an
+    error unless `reinit_head=True`.
+    """
+    folder = hub.resolve_model(str(name_or_path), revision)
+    cfg = load_config(folder)
+    saved_pooling = cfg.raw.get("minifreeze", {}).get("pooling")
+    if saved_pooling and pooling == "cls" and saved_pooling != pooling:
+        pooling = saved_pooling  # a model we saved remembers its pooling
+    if id2label is not None:
+        cfg = cfg.with_labels(len(id2label), id2label)
+    elif num_labels is not None and num_labels != cfg.num_labels:
+        cfg = cfg.with_labels(num_labels)
+    model = SequenceClassifier(cfg, pooling, textbook_attention, fused_head)
+    missing = checkpoints.load_weights(model, checkpoints.read_state_dict(folder), str(folder), reinit_head)
+    fresh = [
+        m
+        for n, m in model.named_modules()
+        if any(p.startswith(n + ".") for p in missing) and isinstance(m, nn.Linear)
+    ]
+    if fresh:
+        model.init_weights(fresh)
+    model.source = folder
+    return model.to(dtype)
