@@ -159,12 +159,19 @@ def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def load_weights(
-    model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, reinit_head: bool = False
+    model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, reinit_head: bool | str = False
 ) -> list[str]:
     """Copy a Hub state dict into `model`; return the names of the head parameters that were not there."""
     cfg, pooling = model.config, model.pooling
     table = name_table(cfg, pooling)
-    state = normalise_names(state, cfg, drop_head=reinit_head)
+    state = normalise_names(state, cfg, drop_head=reinit_head is True)
+    if reinit_head == "mismatch":  # keep a fine-tuned head only where it fits the requested labels
+        shapes = {n: p.shape for n, p in model.named_parameters()}
+        state = {
+            k: v
+            for k, v in state.items()
+            if k not in table or shapes[table[k]] == v.shape or not table[k].startswith("head.")
+        }
     if pooling == "mean":  # the BERT pooler is unused by the mean head
         state = {k: v for k, v in state.items() if not k.startswith("bert.pooler.")}
     unexpected = sorted(set(state) - set(table))

@@ -89,7 +89,7 @@ def load_model(
     pooling: str = "cls",
     revision: str | None = None,
     id2label: dict[int, str] | None = None,
-    reinit_head: bool = False,
+    reinit_head: bool | str = False,
     textbook_attention: bool = False,
     fused_head: str = "auto",
     dtype: torch.dtype = torch.float32,
@@ -98,7 +98,7 @@ def load_model(
 
     A fine-tuned head is kept with its labels; a missing head is created and initialised like
     transformers does. Asking for another number of labels than the checkpoint's head has is an
-    error unless `reinit_head=True`.
+    error unless `reinit_head=True` (always a new head) or `"mismatch"` (a new head only if it differs).
     """
     folder = hub.resolve_model(str(name_or_path), revision)
     cfg = load_config(folder)

@@ -105,3 +105,87 @@ def data_dir() -> Path:
             "the shared data is absent: set MINIFREEZE_DATA_DIR to a folder holding sst2/, cola/, ..."
         )
     return Path(value)
+
+
+POSITIVE = ["good", "great", "fine", "lovely", "superb"]
+NEGATIVE = ["bad", "awful", "poor", "dull", "boring"]
+FILLER = ["the", "movie", "was", "a", "plot", "really", "quite", "and", "it", "story", "actors", "ending"]
+
+
+def toy_rows(n: int, seed: int) -> list[tuple[str, int]]:
+    """Sentences whose label is the sentiment word they contain: learnable in a few steps."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = i % 2
+        words = [rng.choice(FILLER) for _ in range(rng.randint(2, 14))]
+        words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if label else NEGATIVE))
+        rows.append((" ".join(words), label))
+    return rows
+
+
+def write_tsv(path: Path, rows) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def toy_data(tmp_path_factory) -> Path:
+    """A data dir holding `toy/{train,validation}.tsv`."""
+    root = tmp_path_factory.mktemp("data")
+    write_tsv(root / "toy" / "train.tsv", toy_rows(192, seed=1))
+    write_tsv(root / "toy" / "validation.tsv", toy_rows(64, seed=2))
+    return root
+
+
+@pytest.fixture(scope="session")
+def toy_model(tmp_path_factory) -> Path:
+    """A tiny random BERT (2 layers) with a WordPiece vocab covering the toy data, in the Hub layout."""
+    from minifreeze.config import config_from_dict
+    from minifreeze.model import random_model
+
+    root = tmp_path_factory.mktemp("toy-model")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER]
+    (root / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    (root / "tokenizer_config.json").write_text('{"do_lower_case": true, "model_max_length": 64}')
+    cfg = config_from_dict(
+        dict(
+            model_type="bert",
+            vocab_size=len(vocab),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=48,
+            max_position_embeddings=64,
+        )
+    )
+    model = pretrain_on_toy_task(random_model(cfg, seed=0), root)
+    # A 3-label head: fine-tuning on the 2-label toy task starts from a fresh head on a useful encoder.
+    target = random_model(cfg.with_labels(3), seed=1)
+    target.encoder.load_state_dict(model.encoder.state_dict())
+    target.save_pretrained(root / "model", tokenizer_dir=root)
+    return root / "model"
+
+
+def pretrain_on_toy_task(model, tokenizer_dir: Path):
+    """A few epochs of plain training, so the toy encoder is 'pretrained' like a real checkpoint."""
+    from minifreeze import data, load_tokenizer
+
+    tokenizer = load_tokenizer(str(tokenizer_dir))
+    rows = toy_rows(256, seed=7)
+    encoded = data.encode_split(data.Split([t for t, _ in rows], [y for _, y in rows]), tokenizer, 64)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    torch.manual_seed(0)
+    model.train()
+    for epoch in range(8):
+        for indices in data.length_grouped_batches(encoded.lengths, 16, 0, epoch):
+            batch = data.collate(encoded, indices, tokenizer.pad_id)
+            loss, _ = model.loss(batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.labels)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    assert loss.item() < 0.1, "the toy pretraining should fit the toy task"
+    return model

@@ -1,0 +1,111 @@
+"""Evaluate a saved model on a dataset split: `python -m minifreeze.evaluate --model DIR --dataset D`.
+
+Prints one JSON object: accuracy, f1, mcc, loss, samples/s and the confusion matrix. `evaluate_split`
+is also what the training loop calls; it batches by length (least padding) since order does not matter.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from . import cli, data
+from .errors import MinifreezeError
+from .metrics import classification_metrics
+
+
+@torch.no_grad()
+def predict_logits(
+    model, encoded: data.EncodedSplit, pad_id: int, batch_size: int, device: torch.device
+) -> torch.Tensor:
+    """Logits [N, C] in the split's original order."""
+    chunks, order = [], []
+    for indices in data.sorted_batches(encoded.lengths, batch_size):
+        batch = data.collate(encoded, indices, pad_id, 8).to(device)
+        chunks.append(model(batch.input_ids, batch.attention_mask, batch.token_type_ids).float().cpu())
+        order.extend(indices)
+    logits = torch.cat(chunks)
+    return logits[torch.argsort(torch.tensor(order))]
+
+
+def evaluate_split(
+    model, encoded: data.EncodedSplit, pad_id: int, batch_size: int, device: torch.device
+) -> dict:
+    start = time.perf_counter()
+    logits = predict_logits(model, encoded, pad_id, batch_size, device)
+    seconds = time.perf_counter() - start
+    labels = torch.tensor(encoded.labels)
+    result = classification_metrics(labels, logits.argmax(-1), logits.shape[-1])
+    result["loss"] = float(F.cross_entropy(logits, labels))
+    result["samples_per_second"] = len(labels) / max(seconds, 1e-9)
+    return result
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    model: str = cli.option(None, "folder of a trained model (a run's DIR/model) or a Hub id")
+    dataset: str = cli.option("sst2", "named dataset, Hub dataset id, data file or folder")
+    split: str = cli.option("validation", "which split to score", choices=("train", "validation", "test"))
+    data_dir: str | None = cli.option(
+        None, "folder with <dataset>/train.tsv etc. (default: $MINIFREEZE_DATA_DIR)"
+    )
+    text_column: str | None = cli.option(None, "text column")
+    text_pair_column: str | None = cli.option(None, "second text column, for pair tasks")
+    label_column: str | None = cli.option(None, "label column")
+    max_length: int = cli.option(128, "truncate texts to this many tokens")
+    batch_size: int = cli.option(64, "examples per batch")
+    amp: str = cli.option("off", "autocast dtype", choices=("off", "bf16", "fp16"))
+    device: str = cli.option("auto", "cpu, cuda, or auto")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from .model import load_model
+    from .tokenizer import load_tokenizer
+    from .train import autocast, pick_device
+
+    cfg = cli.parse(
+        EvaluateConfig, argv, "python -m minifreeze.evaluate", "Score a trained model on a split."
+    )
+    if not cfg.model:
+        raise MinifreezeError("--model is required: pass a trained model folder (a run's DIR/model)")
+    device = pick_device(cfg.device)
+    dataset = data.load_dataset(
+        cfg.dataset,
+        data_dir=cfg.data_dir,
+        text_column=cfg.text_column,
+        label_column=cfg.label_column,
+        text_pair_column=cfg.text_pair_column,
+    )
+    split = getattr(dataset, cfg.split)
+    if split is None:
+        raise MinifreezeError(
+            f"dataset {dataset.name} has no labelled {cfg.split} split; use --split validation"
+        )
+    model = load_model(cfg.model).to(device).eval()
+    if model.config.num_labels != dataset.num_labels:
+        raise MinifreezeError(
+            f"the model predicts {model.config.num_labels} labels but {dataset.name} has "
+            f"{dataset.num_labels}: evaluate it on the data it was trained for"
+        )
+    tokenizer = load_tokenizer(cfg.model)
+    encoded = data.encode_split(split, tokenizer, cfg.max_length)
+    with autocast(cfg.amp, device) if cfg.amp != "off" else nullcontext():
+        result = evaluate_split(model, encoded, tokenizer.pad_id, cfg.batch_size, device)
+    result = {
+        "model": cfg.model,
+        "dataset": dataset.name,
+        "split": cfg.split,
+        **result,
+        "labels": [model.config.id2label[i] for i in range(model.config.num_labels)],
+    }
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    cli.run(main)

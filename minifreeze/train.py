@@ -1,0 +1,434 @@
+"""Fine-tune a classifier with layer freezing: `python -m minifreeze.train --help`.
+
+One function, `train(cfg)`, read top to bottom: run folder, data, model, freeze plan, optimizer,
+compile, loop, summary. No callbacks, no trainer object. The frozen prefix costs nothing in backward
+because the encoder runs it under torch.no_grad() (see encoder.py); this file never has to think about it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from . import cli, data, hub
+from .errors import MinifreezeError
+from .evaluate import evaluate_split
+from .freezing import freeze
+from .metrics import METRICS, majority_baseline
+from .model import load_model
+from .optim import make_optimizer, make_scheduler
+from .resume import load_state, save_state
+from .tokenizer import load_tokenizer
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = cli.option(hub.DEFAULT_MODEL, "Hub id, local folder, or bundled:minilm")
+    dataset: str = cli.option(
+        "sst2",
+        "named dataset (sst2, rotten_tomatoes, cola, imdb, amazon_polarity), "
+        "Hub dataset id, data file or folder",
+    )
+    data_dir: str | None = cli.option(
+        None, "folder with <dataset>/train.tsv etc. (default: $MINIFREEZE_DATA_DIR)"
+    )
+    text_column: str | None = cli.option(None, "text column (default: sentence/text/content/review)")
+    text_pair_column: str | None = cli.option(None, "second text column, for pair tasks")
+    label_column: str | None = cli.option(None, "label column (default: label)")
+    freeze: str = cli.option("2", "what to freeze: N (-1..L), head, top:K, bitfit, random:P, regex:PATTERN")
+    frozen_dropout: bool = cli.option(
+        False, "keep dropout in frozen layers (as requires_grad=False freezing does)"
+    )
+    pooling: str = cli.option(
+        "cls", "sentence vector: the family's [CLS] head, or a masked mean", choices=("cls", "mean")
+    )
+    fused_head: str = cli.option(
+        "auto", "fused masked-mean + cross-entropy (mean pooling only)", choices=("auto", "on", "off")
+    )
+    epochs: int = cli.option(2, "passes over the training set")
+    max_steps: int | None = cli.option(None, "stop after this many optimizer steps (overrides epochs)")
+    batch_size: int = cli.option(32, "examples per optimizer step")
+    grad_accum: int = cli.option(1, "micro-batches per step (batch_size must divide evenly)")
+    lr: float = cli.option(5e-5, "peak learning rate")
+    weight_decay: float = cli.option(0.01, "AdamW weight decay (never on biases and LayerNorm weights)")
+    warmup: str = cli.option("0.06", "warm-up: N steps, a fraction of all steps (0.1), or epochs (1ep)")
+    schedule: str = cli.option(
+        "linear", "after warm-up: linear decay to zero, or constant", choices=("linear", "constant")
+    )
+    max_grad_norm: float = cli.option(1.0, "clip the gradient norm (0 = off)")
+    max_length: int = cli.option(128, "truncate texts to this many tokens")
+    train_size: int | None = cli.option(4000, "stratified, nested training subset (0 = everything)")
+    data_seed: int = cli.option(0, "seed of subsets and splits (keep fixed across seeds to compare runs)")
+    seed: int = cli.option(0, "seed of head init, data order and dropout")
+    sampler: str = cli.option(
+        "length", "training batches: length-grouped (less padding) or random", choices=("length", "random")
+    )
+    eval_every: str = cli.option("1ep", "evaluate every N steps or every fraction of an epoch (0.5ep)")
+    eval_batch_size: int = cli.option(64, "examples per evaluation batch")
+    metric: str = cli.option("accuracy", "metric that picks the best model", choices=METRICS)
+    patience: int = cli.option(0, "stop after this many evaluations without improvement (0 = never)")
+    amp: str = cli.option(
+        "off",
+        "autocast: bf16 (CPU and CUDA) or fp16 (CUDA, with grad scaling)",
+        choices=("off", "bf16", "fp16"),
+    )
+    compile: bool = cli.option(False, "torch.compile the model after freezing")
+    device: str = cli.option("auto", "cpu, cuda, cuda:N, or auto")
+    threads: int | None = cli.option(None, "CPU threads for torch (default: torch's choice)")
+    out: str | None = cli.option(None, "run folder (default: runs/<dataset>-<freeze>-<time>)")
+    overwrite: bool = cli.option(False, "replace an existing run folder")
+    resume: bool = cli.option(False, "continue the run in --out from its last checkpoint")
+    progress: bool = cli.option(True, "show progress bars")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise MinifreezeError(f"--device {name}: CUDA is not available here; use --device cpu")
+    return torch.device(name)
+
+
+def autocast(amp: str, device: torch.device):
+    if amp == "off":
+        return nullcontext()
+    if amp == "fp16" and device.type != "cuda":
+        raise MinifreezeError("--amp fp16 needs a CUDA device; on CPU use --amp bf16")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def steps_from(text: str, steps_per_epoch: int, total_steps: int, option: str) -> int:
+    """'200' -> 200 steps, '0.1' -> 10% of all steps, '1ep' / '0.5ep' -> epochs' worth of steps."""
+    try:
+        if text.endswith("ep"):
+            return round(float(text[:-2]) * steps_per_epoch)
+        value = float(text)
+        return round(value * total_steps) if 0 < value < 1 else int(value)
+    except ValueError:
+        raise MinifreezeError(
+            f"--{option} {text!r}: use N steps, a fraction like 0.1, or epochs like 1ep"
+        ) from None
+
+
+def prepare_out(cfg: TrainConfig) -> Path:
+    out = Path(
+        cfg.out or f"runs/{Path(cfg.dataset).name}-freeze{cfg.freeze}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    if cfg.resume:
+        if not (out / "last").is_dir():
+            raise MinifreezeError(f"--resume: {out} holds no checkpoint to resume from (expected {out}/last)")
+        return out
+    if out.exists() and any(out.iterdir()):
+        if not cfg.overwrite:
+            raise MinifreezeError(f"{out} already holds a run: pass --overwrite, --resume, or another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
+    tmp.replace(path)
+
+
+class StopRequested:
+    """SIGINT / SIGTERM set a flag; the loop saves a checkpoint at the next step and exits cleanly."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(self, signum, frame):
+        if self.signal is not None:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def restore(self):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
+def train(cfg: TrainConfig) -> dict:
+    started = time.time()
+    # ---------------------------------------------------------------- run folder, device, seeds
+    out = prepare_out(cfg)
+    device = pick_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.batch_size % cfg.grad_accum:
+        raise MinifreezeError(
+            f"--batch-size {cfg.batch_size} is not divisible by --grad-accum {cfg.grad_accum}"
+        )
+    if not cfg.resume:
+        write_json(out / "config.json", {**dataclasses.asdict(cfg), "out": str(out)})
+    torch.manual_seed(cfg.seed)
+
+    # ---------------------------------------------------------------- data
+    dataset = data.load_dataset(
+        cfg.dataset,
+        data_dir=cfg.data_dir,
+        text_column=cfg.text_column,
+        label_column=cfg.label_column,
+        text_pair_column=cfg.text_pair_column,
+        split_seed=cfg.data_seed,
+    )
+    train_split = dataset.train
+    if cfg.train_size and cfg.train_size < len(train_split):
+        keep = data.stratified_subset(train_split.labels, cfg.train_size, cfg.data_seed)
+        train_split = train_split.select(keep, f"{train_split.source} [{cfg.train_size} stratified]")
+    tokenizer = load_tokenizer(cfg.model)
+    train_set = data.encode_split(train_split, tokenizer, cfg.max_length)
+    eval_set = data.encode_split(dataset.validation, tokenizer, cfg.max_length)
+    baseline = majority_baseline(train_split.labels, dataset.validation.labels)
+    print(
+        f"data: {dataset.name}: {len(train_set):,} train / {len(eval_set):,} validation examples, "
+        f"{dataset.num_labels} labels (majority baseline {baseline:.3f})"
+    )
+
+    # ---------------------------------------------------------------- model
+    model = load_model(
+        cfg.model,
+        id2label=dataset.id2label,
+        pooling=cfg.pooling,
+        fused_head=cfg.fused_head,
+        reinit_head="mismatch",
+    )
+    if model.config.vocab_size < tokenizer.vocab_size:
+        raise MinifreezeError(
+            f"tokenizer has {tokenizer.vocab_size} tokens but the model only "
+            f"{model.config.vocab_size}: tokenizer and model do not belong together"
+        )
+    model.to(device)
+
+    # ---------------------------------------------------------------- freeze plan
+    plan = freeze(model, cfg.freeze, frozen_dropout=cfg.frozen_dropout, seed=cfg.seed)
+    print(plan.summary())
+
+    # ---------------------------------------------------------------- optimizer and schedule
+    micro_batch = cfg.batch_size // cfg.grad_accum
+    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
+    optimizer = make_optimizer(model, plan, cfg.lr, cfg.weight_decay)
+    scheduler = make_scheduler(
+        optimizer, total_steps, steps_from(cfg.warmup, steps_per_epoch, total_steps, "warmup"), cfg.schedule
+    )
+    scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" and device.type == "cuda" else None
+    eval_every = max(1, steps_from(cfg.eval_every, steps_per_epoch, total_steps, "eval-every"))
+    progress = {
+        "step": 0,
+        "epoch": 0,
+        "batch_in_epoch": 0,
+        "best": None,
+        "best_step": 0,
+        "evals": 0,
+        "since_best": 0,
+        "train_examples": 0,
+        "train_seconds": 0.0,
+        "real_tokens": 0,
+        "padded_tokens": 0,
+    }
+    if cfg.resume:
+        progress = load_state(out / "last", model, optimizer, scheduler, scaler)
+        print(f"resumed at step {progress['step']} (epoch {progress['epoch']})")
+
+    # ---------------------------------------------------------------- compile
+    runner = model
+    if cfg.compile:
+        runner = torch.compile(model)  # after freezing: compiled graphs bake in requires_grad
+
+    def batch_loss(batch: data.Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        with autocast(cfg.amp, device):
+            return runner.loss(batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.labels)
+
+    def evaluate() -> dict:
+        model.eval()
+        with autocast(cfg.amp, device):
+            result = evaluate_split(runner, eval_set, tokenizer.pad_id, cfg.eval_batch_size, device)
+        model.train()
+        return result
+
+    # ---------------------------------------------------------------- loop
+    model.train()
+    stop = StopRequested()
+    metrics_log = out / "metrics.jsonl"
+    best_metrics = None
+    bar = tqdm(
+        total=total_steps,
+        initial=progress["step"],
+        desc="train",
+        disable=not cfg.progress,
+        dynamic_ncols=True,
+    )
+    finished, reason = False, "completed"
+    try:
+        while not finished:
+            batches = (
+                data.length_grouped_batches(train_set.lengths, cfg.batch_size, cfg.seed, progress["epoch"])
+                if cfg.sampler == "length"
+                else data.random_batches(len(train_set), cfg.batch_size, cfg.seed, progress["epoch"])
+            )
+            for indices in batches[progress["batch_in_epoch"] :]:
+                step_start = time.perf_counter()
+                loss_sum = 0.0
+                for start in range(0, len(indices), micro_batch):
+                    part = indices[start : start + micro_batch]
+                    batch = data.collate(train_set, part, tokenizer.pad_id, 8).to(device)
+                    loss, _ = batch_loss(batch)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"loss is {loss.item()} at step {progress['step']}")
+                    scaled = loss * (len(part) / len(indices))
+                    (scaler.scale(scaled) if scaler else scaled).backward()
+                    loss_sum += loss.item() * len(part) / len(indices)
+                    progress["real_tokens"] += batch.num_real_tokens
+                    progress["padded_tokens"] += batch.num_padded_tokens
+                if scaler:
+                    scaler.unscale_(optimizer)
+                if cfg.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(
+                        [p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm
+                    )
+                if scaler:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                progress["step"] += 1
+                progress["batch_in_epoch"] += 1
+                progress["train_examples"] += len(indices)
+                progress["train_seconds"] += time.perf_counter() - step_start
+                speed = progress["train_examples"] / max(progress["train_seconds"], 1e-9)
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{loss_sum:.4f}",
+                    lr=f"{scheduler.get_last_lr()[0]:.2e}",
+                    samples_s=f"{speed:.1f}",
+                    epoch=progress["epoch"],
+                )
+                last_step = progress["step"] >= total_steps
+                if progress["step"] % eval_every == 0 or last_step or stop.signal:
+                    result = evaluate()
+                    progress["evals"] += 1
+                    record = {
+                        "step": progress["step"],
+                        "epoch": progress["epoch"] + progress["batch_in_epoch"] / len(batches),
+                        "train_loss": loss_sum,
+                        "lr": scheduler.get_last_lr()[0],
+                        **result,
+                    }
+                    with open(metrics_log, "a") as log:
+                        log.write(json.dumps(record) + "\n")
+                    improved = progress["best"] is None or result[cfg.metric] > progress["best"]
+                    if improved:
+                        progress.update(best=result[cfg.metric], best_step=progress["step"], since_best=0)
+                        best_metrics = result
+                        model.save_pretrained(out / "model", tokenizer_dir=model.source)
+                    else:
+                        progress["since_best"] += 1
+                    bar.write(
+                        f"step {progress['step']}: "
+                        + "  ".join(f"{k} {result[k]:.4f}" for k in ("loss", *METRICS))
+                        + ("  (best)" if improved else "")
+                    )
+                    save_state(out / "last", model, optimizer, scheduler, scaler, progress)
+                    if cfg.patience and progress["since_best"] >= cfg.patience:
+                        finished, reason = True, f"early stop: no improvement in {cfg.patience} evaluations"
+                    if stop.signal:
+                        finished, reason = True, f"stopped by signal {stop.signal}: resume with --resume"
+                if last_step:
+                    finished = True
+                if finished:
+                    break
+            else:
+                progress["epoch"] += 1
+                progress["batch_in_epoch"] = 0
+    except FloatingPointError as err:
+        raise MinifreezeError(
+            f"training diverged ({err}); the last good checkpoint is in {out}; try a lower --lr or --amp off"
+        ) from None
+    finally:
+        bar.close()
+        stop.restore()
+
+    # ---------------------------------------------------------------- summary
+    if best_metrics is None:  # resumed after the best evaluation: read it back from the log
+        records = [json.loads(line) for line in metrics_log.read_text().splitlines()]
+        best_metrics = max(records, key=lambda r: r[cfg.metric])
+    summary = {
+        "metrics": {k: best_metrics[k] for k in ("accuracy", "f1", "mcc", "loss")},
+        "confusion_matrix": best_metrics["confusion_matrix"],
+        "best_metric": progress["best"],
+        "metric": cfg.metric,
+        "best_step": progress["best_step"],
+        "steps": progress["step"],
+        "stopped": reason,
+        "majority_baseline": baseline,
+        "train_samples_per_second": progress["train_examples"] / max(progress["train_seconds"], 1e-9),
+        "real_token_fraction": progress["real_tokens"] / max(progress["padded_tokens"], 1),
+        "trainable_params": plan.trainable_params,
+        "total_params": plan.total_params,
+        "freeze": cfg.freeze,
+        "prefix_blocks": plan.prefix_blocks,
+        "compiled_graphs": compiled_graph_count() if cfg.compile else 0,
+        "train_examples": len(train_set),
+        "wall_seconds": time.time() - started,
+    }
+    write_json(out / "summary.json", summary)
+    print_closing_table(summary, out)
+    return summary
+
+
+def compiled_graph_count() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def print_closing_table(summary: dict, out: Path) -> None:
+    rows = [
+        ("best " + summary["metric"], f"{summary['best_metric']:.4f} (step {summary['best_step']})"),
+        *((name, f"{value:.4f}") for name, value in summary["metrics"].items()),
+        ("majority baseline", f"{summary['majority_baseline']:.4f}"),
+        ("trainable params", f"{summary['trainable_params']:,} of {summary['total_params']:,}"),
+        ("train samples/s", f"{summary['train_samples_per_second']:.1f}"),
+        ("real-token fraction", f"{summary['real_token_fraction']:.2f}"),
+        ("wall time", f"{summary['wall_seconds']:.1f} s"),
+        ("stopped", summary["stopped"]),
+        ("best model", str(out / "model")),
+    ]
+    width = max(len(name) for name, _ in rows)
+    print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = cli.parse(
+        TrainConfig, argv, "python -m minifreeze.train", "Fine-tune a classifier with layer freezing."
+    )
+    if cfg.resume:  # a resumed run continues with the options it started with
+        if not cfg.out or not (Path(cfg.out) / "config.json").is_file():
+            raise MinifreezeError("--resume needs --out DIR of an earlier run (with DIR/config.json)")
+        saved = json.loads((Path(cfg.out) / "config.json").read_text())
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        cfg = dataclasses.replace(
+            TrainConfig(**{k: v for k, v in saved.items() if k in known}),
+            resume=True,
+            progress=cfg.progress,
+            out=cfg.out,
+        )
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    cli.run(main)

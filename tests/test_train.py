@@ -1,0 +1,261 @@
+"""The training loop end to end on a tiny model and a learnable toy task (CPU, seconds per run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import minifreeze
+from minifreeze import MinifreezeError
+from minifreeze.train import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(toy_model, toy_data, out, *extra):
+    args = [
+        "--model",
+        str(toy_model),
+        "--dataset",
+        "toy",
+        "--data-dir",
+        str(toy_data),
+        "--out",
+        str(out),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--lr",
+        "3e-3",
+        "--warmup",
+        "0",
+        "--no-progress",
+        "--train-size",
+        "0",
+        "--freeze",
+        "0",
+        *extra,
+    ]
+    return main(args)
+
+
+def test_train_writes_the_contract_and_learns(toy_model, toy_data, tmp_path):
+    summary = run(toy_model, toy_data, tmp_path / "run", "--freeze", "1")
+    for key in (
+        "metrics",
+        "best_metric",
+        "train_samples_per_second",
+        "trainable_params",
+        "total_params",
+        "freeze",
+        "wall_seconds",
+        "real_token_fraction",
+    ):
+        assert key in summary
+    assert set(summary["metrics"]) == {"accuracy", "f1", "mcc", "loss"}
+    assert summary["best_metric"] >= 0.9, summary  # a fresh head on a "pretrained" toy encoder
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and records[-1]["loss"] < records[0]["loss"]
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["freeze"] == "1" and saved["trainable_params"] < saved["total_params"]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["freeze"] == "1" and config["lr"] == 3e-3
+    model = minifreeze.load_model(tmp_path / "run" / "model")
+    assert model.config.id2label == {0: "0", 1: "1"} or len(model.config.id2label) == 2
+
+
+def test_frozen_layers_unchanged_in_the_saved_model(toy_model, toy_data, tmp_path):
+    run(toy_model, toy_data, tmp_path / "run", "--freeze", "1")
+    before = load_file(str(toy_model / "model.safetensors"))
+    after = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
+    for name in before:
+        frozen = "embeddings" in name or ".layer.0." in name
+        if frozen:
+            assert torch.equal(before[name], after[name]), name
+    assert not torch.equal(
+        before["bert.encoder.layer.1.output.dense.weight"], after["bert.encoder.layer.1.output.dense.weight"]
+    )
+
+
+def test_same_seed_same_result_other_seed_differs(toy_model, toy_data, tmp_path):
+    a = run(toy_model, toy_data, tmp_path / "a", "--seed", "3")
+    b = run(toy_model, toy_data, tmp_path / "b", "--seed", "3")
+    run(toy_model, toy_data, tmp_path / "c", "--seed", "4")
+    assert a["metrics"] == b["metrics"]
+    wa = load_file(str(tmp_path / "a" / "last" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "b" / "last" / "model.safetensors"))
+    wc = load_file(str(tmp_path / "c" / "last" / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+@pytest.mark.parametrize("spec", ["head", "top:1", "bitfit", "random:0.5", r"regex:layers\.1\.|head"])
+def test_every_spec_trains_from_the_cli(toy_model, toy_data, tmp_path, spec):
+    summary = run(toy_model, toy_data, tmp_path / "run", "--freeze", spec, "--epochs", "1")
+    assert summary["freeze"] == spec and 0 < summary["trainable_params"] < summary["total_params"]
+
+
+def test_bf16_autocast_and_mean_pooling_run(toy_model, toy_data, tmp_path):
+    summary = run(toy_model, toy_data, tmp_path / "run", "--amp", "bf16", "--pooling", "mean")
+    assert summary["best_metric"] >= 0.8, summary
+    assert minifreeze.load_model(tmp_path / "run" / "model").pooling == "mean"
+
+
+def test_grad_accumulation_matches_one_big_batch(toy_model, toy_data, tmp_path):
+    """Two micro-batches of 8 give the step a batch of 16 gives (dropout off, fp32)."""
+    a = run(toy_model, toy_data, tmp_path / "a", "--epochs", "1", "--freeze", "2")
+    b = run(toy_model, toy_data, tmp_path / "b", "--epochs", "1", "--freeze", "2", "--grad-accum", "2")
+    assert a["metrics"]["loss"] == pytest.approx(b["metrics"]["loss"], abs=1e-5)
+
+
+def test_compile_matches_eager(toy_model, toy_data, tmp_path):
+    """torch.compile (inductor, CPU) gives the eager loss curve within float tolerance."""
+    eager = run(
+        toy_model, toy_data, tmp_path / "eager", "--epochs", "1", "--freeze", "1", "--max-length", "16"
+    )
+    compiled = run(
+        toy_model,
+        toy_data,
+        tmp_path / "compiled",
+        "--epochs",
+        "1",
+        "--freeze",
+        "1",
+        "--max-length",
+        "16",
+        "--compile",
+    )
+    assert compiled["compiled_graphs"] >= 1
+    assert compiled["metrics"]["loss"] == pytest.approx(eager["metrics"]["loss"], abs=2e-4)
+
+
+def test_run_folder_is_never_overwritten_silently(toy_model, toy_data, tmp_path):
+    run(toy_model, toy_data, tmp_path / "run", "--epochs", "1")
+    with pytest.raises(MinifreezeError, match="already holds a run: pass --overwrite"):
+        run(toy_model, toy_data, tmp_path / "run", "--epochs", "1")
+    run(toy_model, toy_data, tmp_path / "run", "--epochs", "1", "--overwrite")
+
+
+def test_toml_config_and_flags_override(toy_model, toy_data, tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f'model = "{toy_model}"\ndataset = "toy"\ndata_dir = "{toy_data}"\nepochs = 1\n'
+        f'freeze = "bitfit"\nbatch_size = 32\nprogress = false\ntrain_size = 0\n'
+    )
+    summary = main(["--config", str(config), "--out", str(tmp_path / "run"), "--batch-size", "16"])
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert summary["freeze"] == "bitfit" and saved["batch_size"] == 16 and saved["epochs"] == 1
+    config.write_text("learning_rate = 1\n")
+    with pytest.raises(MinifreezeError, match="unknown option.*learning_rate"):
+        main(["--config", str(config)])
+
+
+def test_nan_loss_stops_with_a_clear_message(toy_model, toy_data, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    original = minifreeze.SequenceClassifier.loss
+
+    def poisoned(self, *args):
+        calls["n"] += 1
+        loss, logits = original(self, *args)
+        return (loss * float("nan"), logits) if calls["n"] > 14 else (loss, logits)
+
+    monkeypatch.setattr(minifreeze.SequenceClassifier, "loss", poisoned)
+    with pytest.raises(
+        MinifreezeError, match="training diverged .*loss is nan at step 14.*last good checkpoint"
+    ):
+        run(toy_model, toy_data, tmp_path / "run", "--eval-every", "4")
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    assert (tmp_path / "run" / "last" / "state.pt").is_file()
+
+
+def cli_args(toy_model, toy_data, out):
+    return [
+        "--model",
+        str(toy_model),
+        "--dataset",
+        "toy",
+        "--data-dir",
+        str(toy_data),
+        "--out",
+        str(out),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--no-progress",
+        "--train-size",
+        "0",
+        "--freeze",
+        "0",
+        "--frozen-dropout",
+    ]
+
+
+def test_killed_run_resumes_bit_identical(toy_model, toy_data, tmp_path):
+    """SIGKILL right after the first checkpoint, then --resume: the same final weights as no interruption."""
+    run_uninterrupted = main(cli_args(toy_model, toy_data, tmp_path / "whole"))
+    assert run_uninterrupted["steps"] == 36
+    # The child pauses after its first checkpoint so the test can kill it at a known point.
+    child = (
+        "import sys, time, minifreeze.train as t\n"
+        "save = t.save_state\n"
+        "def slow(*a, **k):\n    save(*a, **k)\n    time.sleep(60)\n"
+        "t.save_state = slow\n"
+        "t.main(sys.argv[1:])\n"
+    )
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", child, *cli_args(toy_model, toy_data, out)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while not (out / "last" / "state.pt").is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert (out / "last" / "state.pt").is_file() and not (out / "summary.json").exists()
+    resumed = main(["--out", str(out), "--resume", "--no-progress"])
+    assert resumed["steps"] == 36
+    whole = load_file(str(tmp_path / "whole" / "last" / "model.safetensors"))
+    again = load_file(str(out / "last" / "model.safetensors"))
+    assert all(torch.equal(whole[k], again[k]) for k in whole)
+    assert resumed["metrics"] == run_uninterrupted["metrics"]
+
+
+def test_sigterm_saves_then_exits(toy_model, toy_data, tmp_path):
+    out = tmp_path / "term"
+    child = (
+        "import os, signal, sys, minifreeze.train as t\n"
+        "make = t.make_optimizer\n"
+        "def hooked(*a, **k):\n    opt = make(*a, **k)\n    steps = []\n"
+        "    def post(o, args, kwargs):\n        steps.append(1)\n"
+        "        if len(steps) == 5: os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    opt.register_step_post_hook(post)\n    return opt\n"
+        "t.make_optimizer = hooked\n"
+        "t.main(sys.argv[1:])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run(
+        [sys.executable, "-c", child, *cli_args(toy_model, toy_data, out)],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == 5
+    assert "stopped by signal" in json.loads((out / "summary.json").read_text())["stopped"]
+    resumed = main(["--out", str(out), "--resume", "--no-progress"])
+    assert resumed["steps"] == 36
