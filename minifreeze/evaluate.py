@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not cfg.model:
         raise MinifreezeError("--model is required: pass a trained model folder (a run's DIR/model)")
     device = pick_device(cfg.device)
+    model = load_model(cfg.model).to(device).eval()
     dataset = data.load_dataset(
         cfg.dataset,
         data_dir=cfg.data_dir,
@@ -86,7 +87,6 @@ def main(argv: list[str] | None = None) -> dict:
         raise MinifreezeError(
             f"dataset {dataset.name} has no labelled {cfg.split} split; use --split validation"
         )
-    model = load_model(cfg.model).to(device).eval()
     if model.config.num_labels != dataset.num_labels:
         raise MinifreezeError(
             f"the model predicts {model.config.num_labels} labels but {dataset.name} has "
