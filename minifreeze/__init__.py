@@ -1,6 +1,7 @@
 """minifreeze: fine-tune BERT-family classifiers with layer freezing, and measure what freezing buys."""
 
 from .errors import MinifreezeError
+from .freezing import FreezePlan, freeze
 from .model import SequenceClassifier, load_model, random_model
 
 __version__ = "0.1.0"
@@ -13,4 +14,12 @@ def load_tokenizer(name_or_path: str, revision: str | None = None):
     return _load(name_or_path, revision=revision)
 
 
-__all__ = ["MinifreezeError", "SequenceClassifier", "load_model", "load_tokenizer", "random_model"]
+__all__ = [
+    "FreezePlan",
+    "MinifreezeError",
+    "freeze",
+    "SequenceClassifier",
+    "load_model",
+    "load_tokenizer",
+    "random_model",
+]
