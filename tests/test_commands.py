@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +116,16 @@ def test_the_real_entry_point_prints_one_line_not_a_traceback(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"error: model folder {tmp_path / 'none'} does not exist: pass a model folder or a Hub id"
     ]
+
+
+@pytest.mark.parametrize(
+    "config", sorted((Path(__file__).parents[1] / "scripts" / "configs").glob("*.toml")), ids=lambda p: p.stem
+)
+def test_ready_configs_parse_into_valid_runs(config):
+    """Every shipped recipe names real options and a freeze spec the parser accepts."""
+    from minifreeze.freezing import parse_spec
+    from minifreeze.train import TrainConfig
+
+    cfg = cli.parse(TrainConfig, ["--config", str(config)], "train", "")
+    parse_spec(cfg.freeze, 12)
+    assert cfg.model and cfg.dataset

@@ -1,0 +1,105 @@
+"""Packaging guard for the `kernels` naming trap (docs: DESIGN.md, kernels/README.md).
+
+Hugging Face's PyPI package `kernels` installs a top-level module `kernels`, and transformers probes
+`import kernels` when it loads a model. So nothing of ours may ever be importable as `kernels`: the
+folder `kernels/` has no `__init__.py`, the code lives in `kernels/minifreeze_kernels/`, and no file or
+folder anywhere else is called `kernels.py` / `kernels/`-with-`__init__.py`.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SKIP_DIRS = {
+    ".git",
+    "__pycache__",
+    ".venv",
+    "venv",
+    "build",
+    "dist",
+    ".pytest_cache",
+    ".ruff_cache",
+    "node_modules",
+}
+
+
+def _walk(root: Path):
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS and not d.endswith(".egg-info")]
+        yield Path(dirpath), dirnames, filenames
+
+
+def test_nothing_is_importable_as_kernels() -> None:
+    offenders = []
+    for dirpath, dirnames, filenames in _walk(REPO):
+        for f in filenames:
+            # kernels.py, kernels.pyi, and compiled extensions such as kernels.cpython-311-x86_64-linux-gnu.so
+            if f.split(".")[0] == "kernels" and f.endswith((".py", ".pyi", ".so", ".pyd")):
+                offenders.append(dirpath / f)
+        if "kernels" in dirnames and (dirpath / "kernels" / "__init__.py").exists():
+            offenders.append(dirpath / "kernels" / "__init__.py")
+    assert not offenders, f"these would be importable as a module named `kernels`: {offenders}"
+
+
+def test_setup_cfg_maps_the_kernel_package() -> None:
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    packages = cfg["options"]["packages"].split()
+    package_dir = dict(
+        line.split("=", 1) for line in cfg["options"]["package_dir"].strip().splitlines() if "=" in line
+    )
+    package_dir = {k.strip(): v.strip() for k, v in package_dir.items()}
+    assert "minifreeze_kernels" in packages and "kernels" not in packages
+    assert package_dir["minifreeze_kernels"] == "kernels/minifreeze_kernels"
+    assert (REPO / package_dir["minifreeze_kernels"] / "__init__.py").is_file()
+
+
+def test_stable_import_path() -> None:
+    import minifreeze.ops as ops
+
+    assert callable(ops.masked_mean_cross_entropy)
+    assert ops.masked_mean_cross_entropy.__module__ == "minifreeze_kernels.masked_mean_cross_entropy"
+
+
+PROBE = """
+import importlib.util, json, sys
+sys.path.insert(0, sys.argv[1])
+before = set(sys.modules)
+spec = importlib.util.find_spec("kernels")
+result = {"found": spec is not None, "file": None, "ours_imported": []}
+if spec is not None:
+    import kernels
+    result["file"] = getattr(kernels, "__file__", None)
+    result["ours_imported"] = sorted(m for m in set(sys.modules) - before if m.startswith("minifreeze"))
+try:
+    from transformers.utils.import_utils import is_kernels_available
+    result["transformers_sees_kernels"] = is_kernels_available()
+except ImportError:
+    result["transformers_sees_kernels"] = None
+print(json.dumps(result))
+"""
+
+
+def test_import_kernels_from_repo_root_runs_none_of_our_code() -> None:
+    """With the repo root first on sys.path, `import kernels` finds at most an empty namespace package.
+
+    Where Hugging Face's `kernels` is installed, a regular package beats a namespace portion, so theirs
+    is imported; where it is not, transformers must still not mistake our folder for it.
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(REPO)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if result["file"] is not None:
+        assert not Path(result["file"]).resolve().is_relative_to(REPO), result
+    assert result["ours_imported"] == [], result
+    hf_kernels_installed = result["file"] is not None  # a real module file, and (checked above) not ours
+    if result["transformers_sees_kernels"] is not None and not hf_kernels_installed:
+        assert result["transformers_sees_kernels"] is False, result  # our folder is not mistaken for theirs
