@@ -11,7 +11,6 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 import torch
-from torch import nn
 
 
 class SavedTensors:
@@ -42,28 +41,9 @@ class SavedTensors:
 
 
 def saved_bytes(fn: Callable[[], object], parameters: list[torch.Tensor] | None = None) -> int:
-    """Bytes of activations autograd keeps for backward while running fn() (parameters excluded)."""
+    """Bytes autograd keeps for backward while running fn(); pass the model's parameters to exclude them
+    (layers save their weights for backward too, and those are not activations)."""
     meter = SavedTensors(parameters)
     with meter.active():
         fn()
     return meter.bytes
-
-
-def saved_bytes_by_module(
-    model: nn.Module, fn: Callable[[], object], modules: dict[str, nn.Module]
-) -> dict[str, int]:
-    """Saved bytes attributed to the named top-level modules, by forward pre-hooks setting the label."""
-    meter = SavedTensors(list(model.parameters()))
-    handles = []
-    for label, module in modules.items():
-        handles.append(
-            module.register_forward_pre_hook(lambda m, a, label=label: setattr(meter, "label", label))
-        )
-        handles.append(module.register_forward_hook(lambda m, a, o: setattr(meter, "label", "other")))
-    try:
-        with meter.active():
-            fn()
-    finally:
-        for h in handles:
-            h.remove()
-    return meter.by_label

@@ -1,0 +1,95 @@
+"""A line budget for minifreeze/ and kernels/, checked in CI (the tinygrad habit): the package stays readable.
+
+What counts: every line of a .py file that is not blank and not a pure `#` comment. Docstrings DO count:
+they are text a reader has to read, and the rule stays simple enough to check by hand
+(`grep -cvE '^\\s*(#.*)?$' FILE`). The budgets below already leave room for docstrings that say why.
+
+Budgets are per file (the dict), a default for files not in the dict, and one total. Most are the size
+of the file when the budget was set plus about 30%; planned files got a generous guess. Raising a budget
+is a conscious edit: change the number here and say why in the commit message. Never golf code to fit.
+Run `python tests/test_size.py` to print the table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COUNTED = ("minifreeze", "kernels")
+
+BUDGETS = {
+    # the model, read top to bottom in one sitting (design notes: encoder under ~300 lines)
+    "minifreeze/encoder.py": 300,
+    "minifreeze/heads.py": 120,
+    "minifreeze/model.py": 140,
+    "minifreeze/config.py": 230,
+    "minifreeze/checkpoints.py": 310,
+    "minifreeze/hub.py": 110,
+    "minifreeze/tokenizer.py": 385,
+    "minifreeze/freezing.py": 220,
+    # the loop: one train(cfg) with phase banners (design notes: around 400 lines)
+    "minifreeze/train.py": 450,
+    # planned 450; it was 705 when this budget was set (four file formats, the Hub, batching in one
+    # file). Held close to that size until the lead decides: split it, trim it, or accept it.
+    "minifreeze/data.py": 760,
+    # planned 300 and 350; 330 and 346 at the re-check, with both files complete. Set to that plus ~20%.
+    "minifreeze/cache.py": 400,
+    "minifreeze/sweep.py": 420,
+    "minifreeze/evaluate.py": 150,
+    "minifreeze/predict.py": 150,
+    "minifreeze/inspect.py": 300,
+    # planned 400; 441 at the re-check (reference + six Triton kernels + launchers + autograd wiring).
+    "kernels/minifreeze_kernels/masked_mean_cross_entropy.py": 480,
+}
+DEFAULT_BUDGET = 150  # any other file; a module that outgrows it deserves its own line above
+# planned 4500; the package was 4468 lines once every planned module existed, which left no room.
+TOTAL_BUDGET = 5000
+
+HOW_TO_FIX = (
+    "Make it smaller without code golf, or raise the budget in tests/test_size.py: a conscious edit whose "
+    "commit message says why."
+)
+
+
+def code_lines(text: str) -> int:
+    """Lines that are not blank and not a pure `#` comment (docstrings count)."""
+    return sum(1 for line in text.splitlines() if line.strip() and not line.strip().startswith("#"))
+
+
+def sizes() -> dict[str, int]:
+    """Code lines of every .py file under the counted folders, by repo-relative path."""
+    return {
+        path.relative_to(ROOT).as_posix(): code_lines(path.read_text(encoding="utf-8"))
+        for folder in COUNTED
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if "__pycache__" not in path.parts
+    }
+
+
+def test_counting_rule():
+    sample = '"""Doc\n\nstring."""\n\n# a comment\n    # indented comment\nx = 1  # trailing comment\n\n'
+    assert code_lines(sample) == 3  # two docstring lines + one statement; blanks and comments are free
+
+
+def test_each_file_within_its_budget():
+    over = [
+        f"{path}: {n} code lines, {n - budget} over its budget of {budget}"
+        for path, n in sizes().items()
+        if n > (budget := BUDGETS.get(path, DEFAULT_BUDGET))
+    ]
+    assert not over, "\n".join(over + [HOW_TO_FIX])
+
+
+def test_total_within_budget():
+    total = sum(sizes().values())
+    assert total <= TOTAL_BUDGET, (
+        f"minifreeze/ + kernels/ have {total} code lines, {total - TOTAL_BUDGET} over the total budget of "
+        f"{TOTAL_BUDGET}. {HOW_TO_FIX}"
+    )
+
+
+if __name__ == "__main__":
+    table = sizes()
+    for path, n in table.items():
+        print(f"{n:6} / {BUDGETS.get(path, DEFAULT_BUDGET):<5} {path}")
+    print(f"{sum(table.values()):6} / {TOTAL_BUDGET:<5} total")
