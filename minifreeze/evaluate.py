@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -21,23 +22,41 @@ from .metrics import classification_metrics
 
 @torch.no_grad()
 def predict_logits(
-    model, encoded: data.EncodedSplit, pad_id: int, batch_size: int, device: torch.device
+    model,
+    encoded: data.EncodedSplit,
+    pad_id: int,
+    batch_size: int,
+    device: torch.device,
+    forward: Callable[[data.Batch], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Logits [N, C] in the split's original order."""
+    """Logits [N, C] in the split's original order.
+
+    `forward(batch) -> logits` replaces the model call, e.g. to score from the frozen-prefix cache.
+    """
+
+    def call_model(batch: data.Batch) -> torch.Tensor:
+        return model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+
+    forward = forward or call_model
     chunks, order = [], []
     for indices in data.sorted_batches(encoded.lengths, batch_size):
         batch = data.collate(encoded, indices, pad_id, 8).to(device)
-        chunks.append(model(batch.input_ids, batch.attention_mask, batch.token_type_ids).float().cpu())
+        chunks.append(forward(batch).float().cpu())
         order.extend(indices)
     logits = torch.cat(chunks)
     return logits[torch.argsort(torch.tensor(order))]
 
 
 def evaluate_split(
-    model, encoded: data.EncodedSplit, pad_id: int, batch_size: int, device: torch.device
+    model,
+    encoded: data.EncodedSplit,
+    pad_id: int,
+    batch_size: int,
+    device: torch.device,
+    forward: Callable[[data.Batch], torch.Tensor] | None = None,
 ) -> dict:
     start = time.perf_counter()
-    logits = predict_logits(model, encoded, pad_id, batch_size, device)
+    logits = predict_logits(model, encoded, pad_id, batch_size, device, forward)
     seconds = time.perf_counter() - start
     labels = torch.tensor(encoded.labels)
     result = classification_metrics(labels, logits.argmax(-1), logits.shape[-1])

@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import cli, data, hub
+from . import cache as frozen_cache
+from . import cli, data, distributed, hub
 from .errors import MinifreezeError
 from .evaluate import evaluate_split
 from .freezing import freeze
@@ -83,6 +84,18 @@ class TrainConfig:
         choices=("off", "bf16", "fp16"),
     )
     compile: bool = cli.option(False, "torch.compile the model after freezing")
+    cache_frozen: bool = cli.option(
+        False, "run the frozen prefix once per example and train on its cached output (docs/cache.md)"
+    )
+    cache_dtype: str = cli.option(
+        "fp32", "storage dtype of the frozen cache (fp32 is exact)", choices=tuple(frozen_cache.DTYPES)
+    )
+    cache_dir: str | None = cli.option(
+        None, "frozen cache folder (default: $MINIFREEZE_CACHE or ~/.cache/minifreeze; none = memory only)"
+    )
+    cache_max_gb: float = cli.option(
+        frozen_cache.DEFAULT_MAX_GB, "hold the frozen cache in memory up to this size, else memory-map it"
+    )
     device: str = cli.option("auto", "cpu, cuda, cuda:N, or auto")
     threads: int | None = cli.option(None, "CPU threads for torch (default: torch's choice)")
     out: str | None = cli.option(None, "run folder (default: runs/<dataset>-<freeze>-<time>)")
@@ -162,15 +175,17 @@ class StopRequested:
 def train(cfg: TrainConfig) -> dict:
     started = time.time()
     # ---------------------------------------------------------------- run folder, device, seeds
-    out = prepare_out(cfg)
-    device = pick_device(cfg.device)
+    info, device_name = distributed.setup(cfg.device)  # one process, or one of torchrun's ranks
+    device = pick_device(device_name)
+    say = print if info.is_main else (lambda *args, **kwargs: None)  # only rank 0 talks and writes
+    out = Path(distributed.gather(str(prepare_out(cfg)) if info.is_main else None, info)[0])
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.batch_size % cfg.grad_accum:
         raise MinifreezeError(
             f"--batch-size {cfg.batch_size} is not divisible by --grad-accum {cfg.grad_accum}"
         )
-    if not cfg.resume:
+    if not cfg.resume and info.is_main:
         write_json(out / "config.json", {**dataclasses.asdict(cfg), "out": str(out)})
     torch.manual_seed(cfg.seed)
 
@@ -191,7 +206,7 @@ def train(cfg: TrainConfig) -> dict:
     train_set = data.encode_split(train_split, tokenizer, cfg.max_length)
     eval_set = data.encode_split(dataset.validation, tokenizer, cfg.max_length)
     baseline = majority_baseline(train_split.labels, dataset.validation.labels)
-    print(
+    say(
         f"data: {dataset.name}: {len(train_set):,} train / {len(eval_set):,} validation examples, "
         f"{dataset.num_labels} labels (majority baseline {baseline:.3f})"
     )
@@ -213,7 +228,24 @@ def train(cfg: TrainConfig) -> dict:
 
     # ---------------------------------------------------------------- freeze plan
     plan = freeze(model, cfg.freeze, frozen_dropout=cfg.frozen_dropout, seed=cfg.seed)
-    print(plan.summary())
+    say(plan.summary())
+
+    # ---------------------------------------------------------------- frozen cache
+    cache = None
+    if cfg.cache_frozen:  # the prefix runs here once per example; the loop then feeds the suffix from it
+        with autocast(cfg.amp, device):
+            cache = frozen_cache.build(
+                model,
+                {"train": train_set, "validation": eval_set},
+                pad_id=tokenizer.pad_id,
+                batch_size=cfg.eval_batch_size,
+                device=device,
+                dtype=cfg.cache_dtype,
+                cache_dir=cfg.cache_dir,
+                max_gb=cfg.cache_max_gb,
+                spec=cfg.freeze,
+            )
+        say(cache.report())
 
     # ---------------------------------------------------------------- optimizer and schedule
     micro_batch = cfg.batch_size // cfg.grad_accum
@@ -240,21 +272,37 @@ def train(cfg: TrainConfig) -> dict:
     }
     if cfg.resume:
         progress = load_state(out / "last", model, optimizer, scheduler, scaler)
-        print(f"resumed at step {progress['step']} (epoch {progress['epoch']})")
+        say(f"resumed at step {progress['step']} (epoch {progress['epoch']})")
 
-    # ---------------------------------------------------------------- compile
-    runner = model
-    if cfg.compile:
-        runner = torch.compile(model)  # after freezing: compiled graphs bake in requires_grad
+    # ---------------------------------------------------------------- compile and data parallelism
+    # What trains (suffix + head + loss) is one module, wrapped in DDP under torchrun; the frozen prefix
+    # (or its cache) runs before it, under no_grad, so DDP never sees the frozen parameters.
+    trainable = distributed.wrap(model, info, device)
+    prefix, runner = model.encoder.prefix, model
+    if cfg.compile:  # after freezing: compiled graphs bake in requires_grad (re-compile if it changes)
+        trainable, prefix, runner = torch.compile(trainable), torch.compile(prefix), torch.compile(model)
+        if cache:
+            cache.compile()
 
     def batch_loss(batch: data.Batch) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast(cfg.amp, device):
-            return runner.loss(batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.labels)
+            if cache:
+                hidden = cache.hidden("train", batch)
+            elif model.encoder.frozen_blocks:
+                hidden = prefix(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+            else:
+                hidden = None  # nothing frozen at the bottom: the whole encoder trains
+            return trainable(
+                hidden, batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.labels
+            )
 
     def evaluate() -> dict:
         model.eval()
         with autocast(cfg.amp, device):
-            result = evaluate_split(runner, eval_set, tokenizer.pad_id, cfg.eval_batch_size, device)
+            forward = (lambda batch: cache.logits(batch, "validation")) if cache else None
+            result = evaluate_split(
+                runner, eval_set, tokenizer.pad_id, cfg.eval_batch_size, device, forward=forward
+            )
         model.train()
         return result
 
@@ -267,7 +315,7 @@ def train(cfg: TrainConfig) -> dict:
         total=total_steps,
         initial=progress["step"],
         desc="train",
-        disable=not cfg.progress,
+        disable=not (cfg.progress and info.is_main),
         dynamic_ncols=True,
     )
     finished, reason = False, "completed"
@@ -281,15 +329,18 @@ def train(cfg: TrainConfig) -> dict:
             for indices in batches[progress["batch_in_epoch"] :]:
                 step_start = time.perf_counter()
                 loss_sum = 0.0
-                for start in range(0, len(indices), micro_batch):
-                    part = indices[start : start + micro_batch]
+                local = distributed.shard(indices, info) or indices[:1]  # a rank with no example still syncs
+                for start in range(0, len(local), micro_batch):
+                    part = local[start : start + micro_batch]
                     batch = data.collate(train_set, part, tokenizer.pad_id, 8).to(device)
                     loss, _ = batch_loss(batch)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"loss is {loss.item()} at step {progress['step']}")
-                    scaled = loss * (len(part) / len(indices))
+                    weight = distributed.loss_weight(len(part), len(indices), info)
+                    weight *= len(distributed.shard(indices, info)) > 0  # the stand-in example counts zero
+                    scaled = loss * weight
                     (scaler.scale(scaled) if scaler else scaled).backward()
-                    loss_sum += loss.item() * len(part) / len(indices)
+                    loss_sum += loss.item() * weight / info.world_size
                     progress["real_tokens"] += batch.num_real_tokens
                     progress["padded_tokens"] += batch.num_padded_tokens
                 if scaler:
@@ -305,6 +356,8 @@ def train(cfg: TrainConfig) -> dict:
                     optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 scheduler.step()
+                loss_sum = distributed.all_sum([loss_sum], info)[0]
+                stop_now = distributed.any_flag(stop.signal is not None, info)
                 progress["step"] += 1
                 progress["batch_in_epoch"] += 1
                 progress["train_examples"] += len(indices)
@@ -318,7 +371,7 @@ def train(cfg: TrainConfig) -> dict:
                     epoch=progress["epoch"],
                 )
                 last_step = progress["step"] >= total_steps
-                if progress["step"] % eval_every == 0 or last_step or stop.signal:
+                if progress["step"] % eval_every == 0 or last_step or stop_now:
                     result = evaluate()
                     progress["evals"] += 1
                     record = {
@@ -328,24 +381,27 @@ def train(cfg: TrainConfig) -> dict:
                         "lr": scheduler.get_last_lr()[0],
                         **result,
                     }
-                    with open(metrics_log, "a") as log:
-                        log.write(json.dumps(record) + "\n")
+                    if info.is_main:
+                        with open(metrics_log, "a") as log:
+                            log.write(json.dumps(record) + "\n")
                     improved = progress["best"] is None or result[cfg.metric] > progress["best"]
                     if improved:
                         progress.update(best=result[cfg.metric], best_step=progress["step"], since_best=0)
                         best_metrics = result
-                        model.save_pretrained(out / "model", tokenizer_dir=model.source)
+                        if info.is_main:
+                            model.save_pretrained(out / "model", tokenizer_dir=model.source)
                     else:
                         progress["since_best"] += 1
-                    bar.write(
+                    (bar.write if info.is_main else say)(
                         f"step {progress['step']}: "
                         + "  ".join(f"{k} {result[k]:.4f}" for k in ("loss", *METRICS))
                         + ("  (best)" if improved else "")
                     )
-                    save_state(out / "last", model, optimizer, scheduler, scaler, progress)
+                    if info.is_main:
+                        save_state(out / "last", model, optimizer, scheduler, scaler, progress)
                     if cfg.patience and progress["since_best"] >= cfg.patience:
                         finished, reason = True, f"early stop: no improvement in {cfg.patience} evaluations"
-                    if stop.signal:
+                    if stop_now:
                         finished, reason = True, f"stopped by signal {stop.signal}: resume with --resume"
                 if last_step:
                     finished = True
@@ -366,6 +422,7 @@ def train(cfg: TrainConfig) -> dict:
     if best_metrics is None:  # resumed after the best evaluation: read it back from the log
         records = [json.loads(line) for line in metrics_log.read_text().splitlines()]
         best_metrics = max(records, key=lambda r: r[cfg.metric])
+    real, padded = distributed.all_sum([progress["real_tokens"], progress["padded_tokens"]], info)
     summary = {
         "metrics": {k: best_metrics[k] for k in ("accuracy", "f1", "mcc", "loss")},
         "confusion_matrix": best_metrics["confusion_matrix"],
@@ -376,17 +433,21 @@ def train(cfg: TrainConfig) -> dict:
         "stopped": reason,
         "majority_baseline": baseline,
         "train_samples_per_second": progress["train_examples"] / max(progress["train_seconds"], 1e-9),
-        "real_token_fraction": progress["real_tokens"] / max(progress["padded_tokens"], 1),
+        "real_token_fraction": real / max(padded, 1),
+        "world_size": info.world_size,
         "trainable_params": plan.trainable_params,
         "total_params": plan.total_params,
         "freeze": cfg.freeze,
         "prefix_blocks": plan.prefix_blocks,
+        "cache": cache.stats if cache else None,
         "compiled_graphs": compiled_graph_count() if cfg.compile else 0,
         "train_examples": len(train_set),
         "wall_seconds": time.time() - started,
     }
-    write_json(out / "summary.json", summary)
-    print_closing_table(summary, out)
+    if info.is_main:
+        write_json(out / "summary.json", summary)
+        print_closing_table(summary, out)
+    distributed.teardown(info)
     return summary
 
 

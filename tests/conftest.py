@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -189,3 +191,14 @@ def pretrain_on_toy_task(model, tokenizer_dir: Path):
             optimizer.zero_grad()
     assert loss.item() < 0.1, "the toy pretraining should fit the toy task"
     return model
+
+
+@pytest.fixture(scope="session")
+def dropout_free_model(toy_model, tmp_path_factory):
+    """Dropout makes ranks draw other masks than one process would: switch it off to compare weights."""
+    folder = tmp_path_factory.mktemp("nodrop") / "model"
+    shutil.copytree(toy_model, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder

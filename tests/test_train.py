@@ -117,25 +117,14 @@ def test_grad_accumulation_matches_one_big_batch(toy_model, toy_data, tmp_path):
     assert a["metrics"]["loss"] == pytest.approx(b["metrics"]["loss"], abs=1e-5)
 
 
-def test_compile_matches_eager(toy_model, toy_data, tmp_path):
-    """torch.compile (inductor, CPU) gives the eager loss curve within float tolerance."""
-    eager = run(
-        toy_model, toy_data, tmp_path / "eager", "--epochs", "1", "--freeze", "1", "--max-length", "16"
-    )
-    compiled = run(
-        toy_model,
-        toy_data,
-        tmp_path / "compiled",
-        "--epochs",
-        "1",
-        "--freeze",
-        "1",
-        "--max-length",
-        "16",
-        "--compile",
-    )
-    assert compiled["compiled_graphs"] >= 1
-    assert compiled["metrics"]["loss"] == pytest.approx(eager["metrics"]["loss"], abs=2e-4)
+def test_compile_matches_eager(dropout_free_model, toy_data, tmp_path):
+    """torch.compile (inductor, CPU) gives the eager loss within float tolerance. Dropout is off: compiled
+    graphs draw their dropout masks from another RNG stream, so with dropout the runs are not comparable."""
+    common = ("--epochs", "1", "--freeze", "1", "--max-length", "16")
+    eager = run(dropout_free_model, toy_data, tmp_path / "eager", *common)
+    compiled = run(dropout_free_model, toy_data, tmp_path / "compiled", *common, "--compile")
+    assert compiled["compiled_graphs"] >= 2  # the trainable part and the frozen prefix, at least
+    assert compiled["metrics"]["loss"] == pytest.approx(eager["metrics"]["loss"], abs=1e-4)
 
 
 def test_run_folder_is_never_overwritten_silently(toy_model, toy_data, tmp_path):

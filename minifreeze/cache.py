@@ -1,0 +1,387 @@
+"""Frozen-prefix cache: compute the frozen layers once per example, then train only the suffix.
+
+With the frozen prefix in eval mode, its output for an example is a pure function of that example's token
+ids (and the frozen weights). So `--cache-frozen` runs the prefix once per training and validation example,
+keeps each output unpadded ([len_i, H] in `--cache-dtype`), and every epoch and evaluation after that
+feeds the cached rows (padded exactly as `data.collate` pads the batch) straight into
+`encoder.suffix(...)` and the head. An epoch then costs the trainable suffix only.
+
+Key, in two levels, so that nothing can go stale and as much as possible is reused:
+  * the *prefix key* names everything the prefix computes with: the frozen tensors' bytes (a hash of
+    the embeddings' and frozen layers' parameters and buffers, so fine-tuned, edited or random weights
+    all differ), the encoder config (labels excluded), the depth, the attention implementation, the
+    active autocast dtype, the storage dtype, the device type and the torch version;
+  * inside it, every example is keyed by a hash of its token ids (and token types): the exact input of
+    the prefix. The tokenizer, `--max-length` and the data files all act through the ids, so an edited
+    row, another tokenizer or a truncation that changes an example makes that example miss, while
+    examples whose ids are unchanged hit (their prefix output is the same). Other seeds, learning rates,
+    nested `--train-size` subsets and even other datasets sharing sentences reuse what is there.
+Storage: per prefix key, a list of *shards*, each one flat [tokens, H] array plus offsets and the
+examples' hashes. A shard is written once (to a temporary folder, then renamed: readers never see half
+a shard) under `<cache dir>/frozen/<prefix key>/`, and kept in memory while the process's cached bytes
+stay under `--cache-max-gb`, else read memory-mapped from disk. Shards live in a module-level registry,
+so later runs in the same process (a sweep) reuse them without touching the disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data
+from .errors import MinifreezeError
+
+FORMAT_VERSION = 1  # bump when the layout or the meaning of a key changes: old folders are then ignored
+CACHE_ENV = "MINIFREEZE_CACHE"
+DEFAULT_CACHE_DIR = "~/.cache/minifreeze"
+NO_DISK = "none"  # --cache-dir none: memory only
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# numpy has no bfloat16: its bits are stored as uint16 and reinterpreted on load
+NUMPY_DTYPES = {"fp32": np.float32, "bf16": np.uint16, "fp16": np.float16}
+EXAMPLE_HASH_BYTES = 16  # 128-bit example hashes: collisions are out of reach for any dataset
+GIB = 2**30
+# In-memory bound by default: SST-2's 67k training sentences through a bert-base prefix are ~2.7 GB in fp32
+# (~1.4 GB in bf16); beyond this, shards are read memory-mapped and the page cache decides.
+DEFAULT_MAX_GB = 4.0
+HEAD_ONLY_FIELDS = ("num_labels", "id2label", "classifier_dropout")  # config fields the prefix never reads
+
+
+def cache_folder(cache_dir: str | None) -> Path | None:
+    """`--cache-dir` as a folder: the option, else $MINIFREEZE_CACHE, else ~/.cache/minifreeze; None = memory."""
+    value = cache_dir or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR
+    return None if value.lower() == NO_DISK else Path(value).expanduser() / "frozen"
+
+
+def check_cacheable(model: torch.nn.Module, spec: str) -> None:
+    """Refuse (one line, with the fix) where a cached prefix output would not be what training computes."""
+    encoder = model.encoder
+    if encoder.frozen_dropout:
+        raise MinifreezeError(
+            "--cache-frozen needs a deterministic frozen prefix, but --frozen-dropout keeps dropout in it "
+            "(its output changes every epoch): drop --frozen-dropout or --cache-frozen"
+        )
+    if encoder.frozen_blocks == 0:
+        raise MinifreezeError(
+            f"--cache-frozen: --freeze {spec} leaves no frozen prefix (something trains at the bottom: "
+            "embeddings, biases or masked elements), so there is nothing to cache; use --freeze N (N >= -1), "
+            "head or top:K, or drop --cache-frozen"
+        )
+
+
+def weights_hash(model: torch.nn.Module) -> str:
+    """SHA-256 of the frozen blocks' tensors (names, dtypes, shapes and bytes): exact, whatever their source."""
+    digest = hashlib.sha256()
+    for i, block in enumerate(model.encoder.blocks()[: model.encoder.frozen_blocks]):
+        for name, tensor in [*block.named_parameters(str(i)), *block.named_buffers(str(i))]:
+            t = tensor.detach().contiguous().cpu()
+            digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def prefix_key(model: torch.nn.Module, dtype: str, device: torch.device) -> tuple[str, dict]:
+    """(key, description): everything the prefix output depends on except the examples themselves.
+
+    The active autocast state is read from torch, so call this where the prefix will run.
+    """
+    encoder = model.encoder
+    config = {k: v for k, v in encoder.config.to_dict().items() if k not in HEAD_ONLY_FIELDS}
+    amp = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
+    description = {
+        "format": FORMAT_VERSION,
+        "weights_sha256": weights_hash(model),
+        "config": config,
+        "frozen_blocks": encoder.frozen_blocks,
+        "attention": "textbook" if any(layer.textbook_attention for layer in encoder.layers) else "sdpa",
+        "autocast": str(amp) if amp else "off",
+        "dtype": dtype,
+        "device": device.type,
+        "torch": torch.__version__,
+    }
+    text = json.dumps(description, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32], description
+
+
+def example_hashes(encoded: data.EncodedSplit) -> list[bytes]:
+    """One hash per example of exactly what the prefix reads: its token ids and token types."""
+    hashes = []
+    for i, ids in enumerate(encoded.input_ids):
+        h = hashlib.blake2b(np.asarray(ids, dtype=np.int64).tobytes(), digest_size=EXAMPLE_HASH_BYTES)
+        if encoded.token_type_ids is not None:
+            h.update(np.asarray(encoded.token_type_ids[i], dtype=np.int64).tobytes())
+        hashes.append(h.digest())
+    return hashes
+
+
+@dataclass
+class Shard:
+    """Prefix outputs of some examples: example j owns rows offsets[j]:offsets[j + 1] of `vectors`."""
+
+    vectors: torch.Tensor  # [tokens, H] in the storage dtype; in memory or memory-mapped
+    offsets: np.ndarray  # [n + 1] int64
+    hashes: list[bytes]
+    in_memory: bool
+
+
+def _vectors(array: np.ndarray, dtype: str) -> torch.Tensor:
+    return torch.from_numpy(array).view(DTYPES[dtype])
+
+
+def _open_shard(folder: Path, dtype: str, room: int) -> Shard:
+    """A shard from disk: read into memory if it fits in `room` bytes, else memory-mapped.
+
+    The mapping is copy-on-write ("c"): torch wants a writable array, and no write can reach the file.
+    """
+    offsets = np.load(folder / "offsets.npy")
+    raw = (folder / "hashes.bin").read_bytes()
+    hashes = [raw[i : i + EXAMPLE_HASH_BYTES] for i in range(0, len(raw), EXAMPLE_HASH_BYTES)]
+    mapped = np.load(folder / "vectors.npy", mmap_mode="c")
+    in_memory = mapped.nbytes <= room
+    if len(hashes) + 1 != len(offsets) or mapped.shape[0] != offsets[-1]:
+        raise ValueError(f"{len(hashes)} hashes, {len(offsets)} offsets, {mapped.shape[0]} rows")
+    return Shard(_vectors(np.array(mapped) if in_memory else mapped, dtype), offsets, hashes, in_memory)
+
+
+@dataclass
+class Store:
+    """All shards of one prefix key (in this process), and where each example hash lives."""
+
+    key: str
+    dtype: str
+    folder: Path | None
+    shards: list[Shard] = field(default_factory=list)
+    index: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # hash -> (shard, example)
+    seen: set[str] = field(default_factory=set)  # shard folders already opened
+
+    def add(self, shard: Shard) -> None:
+        for j, h in enumerate(shard.hashes):
+            self.index.setdefault(h, (len(self.shards), j))
+        self.shards.append(shard)
+
+    def refresh(self) -> None:
+        """Pick up shards written since (by earlier runs or by other processes); skip unreadable ones."""
+        if self.folder is None or not self.folder.is_dir():
+            return
+        for path in sorted(self.folder.glob("shard-*")):
+            if path.name in self.seen or not (path / "meta.json").is_file():
+                continue
+            self.seen.add(path.name)
+            try:
+                self.add(_open_shard(path, self.dtype, REGISTRY.room()))
+            except (OSError, ValueError) as err:  # damaged on disk: its examples are simply computed again
+                warnings.warn(f"frozen cache: ignoring unreadable {path} ({err})", stacklevel=2)
+
+
+class Registry:
+    """The stores of this process by (prefix key, folder), and the memory bound they share.
+
+    Module-level so that every run in one process (a sweep over seeds and learning rates) finds the
+    shards earlier runs built, already in memory.
+    """
+
+    def __init__(self) -> None:
+        self.stores: dict[tuple[str, str], Store] = {}
+        self.max_bytes = 0
+
+    def store(self, key: str, dtype: str, folder: Path | None) -> Store:
+        return self.stores.setdefault((key, str(folder)), Store(key, dtype, folder))
+
+    def room(self) -> int:
+        """Bytes that may still be held in memory (the bound is the latest build's --cache-max-gb)."""
+        used = sum(s.vectors.nbytes for st in self.stores.values() for s in st.shards if s.in_memory)
+        return self.max_bytes - used
+
+    def clear(self) -> None:
+        """Forget every shard held by this process (the disk copies stay)."""
+        self.stores.clear()
+
+
+REGISTRY = Registry()
+
+
+class FrozenCache:
+    """What the training loop holds: where each example's prefix output is, and the suffix path."""
+
+    def __init__(self, model, store: Store, where: dict[str, np.ndarray], stats: dict):
+        self.model = model
+        self.store = store
+        self.where = where  # split name -> [n, 3] int64 (shard, first row, length) per example
+        self.stats = stats
+        self.loss_fn = self._suffix_loss
+        self.logits_fn = self._suffix_logits
+
+    def hidden(self, split: str, batch: data.Batch) -> torch.Tensor:
+        """The prefix output of a batch [B, T, H], padded with zeros like `collate` pads (the suffix masks
+        padded keys, so the real tokens' results do not depend on what the padding holds)."""
+        b, t = batch.input_ids.shape
+        dtype = self.model.encoder.embeddings.word.weight.dtype  # what the prefix itself would return
+        out = torch.zeros(b, t, self.model.config.hidden_size, dtype=dtype)
+        for r, (shard, start, n) in enumerate(self.where[split][batch.index.cpu().numpy()].tolist()):
+            out[r, :n] = self.store.shards[shard].vectors[start : start + n]
+        return out.to(batch.input_ids.device)
+
+    def _suffix_loss(self, hidden, mask, labels):
+        return self.model.head.loss(self.model.encoder.suffix(hidden, mask), mask, labels)
+
+    def _suffix_logits(self, hidden, mask):
+        return self.model.head(self.model.encoder.suffix(hidden, mask), mask)
+
+    def loss(self, batch: data.Batch, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, logits) of a batch of `split`, as `model.loss` returns them, from the cached prefix."""
+        return self.loss_fn(self.hidden(split, batch), batch.attention_mask, batch.labels)
+
+    def logits(self, batch: data.Batch, split: str = "validation") -> torch.Tensor:
+        return self.logits_fn(self.hidden(split, batch), batch.attention_mask)
+
+    def compile(self) -> None:
+        """torch.compile the suffix path (the only one that runs once the cache is built)."""
+        self.loss_fn = torch.compile(self._suffix_loss)
+        self.logits_fn = torch.compile(self._suffix_logits)
+
+    def report(self) -> str:
+        s = self.stats
+        return (
+            f"frozen cache: {s['examples']:,} examples, {s['hits']:,} hits, {s['computed']:,} computed in "
+            f"{s['build_seconds']:.1f} s (hashing {s['hash_seconds']:.1f} s); {s['bytes'] / 2**20:.1f} MiB "
+            f"{s['dtype']} {'in memory' if s['in_memory'] else 'memory-mapped'}; key {s['key']}"
+            + (f" in {s['folder']}" if s["folder"] else " (memory only)")
+        )
+
+
+def build(
+    model,
+    splits: dict[str, data.EncodedSplit],
+    *,
+    pad_id: int,
+    batch_size: int,
+    device: torch.device,
+    dtype: str = "fp32",
+    cache_dir: str | None = None,
+    max_gb: float = DEFAULT_MAX_GB,
+    spec: str = "",
+) -> FrozenCache:
+    """Find or compute the prefix output of every example of `splits`; run under the training autocast.
+
+    `splits` maps a name ("train", "validation") to its encoded examples; `FrozenCache.loss(batch, name)`
+    later looks a batch up by `batch.index`. `spec` (the --freeze spec) only words the refusals.
+    """
+    check_cacheable(model, spec)
+    if dtype not in DTYPES:
+        raise MinifreezeError(f"--cache-dtype {dtype}: use one of {', '.join(DTYPES)}")
+    started = time.perf_counter()
+    REGISTRY.max_bytes = int(max_gb * GIB)
+    key, description = prefix_key(model, dtype, device)
+    root = cache_folder(cache_dir)
+    store = REGISTRY.store(key, dtype, root / key if root is not None else None)
+    store.refresh()
+    hashes = {name: example_hashes(encoded) for name, encoded in splits.items()}
+    hash_seconds = time.perf_counter() - started
+    missing: dict[bytes, tuple[str, int]] = {}
+    for name, split_hashes in hashes.items():
+        for i, h in enumerate(split_hashes):
+            if h not in store.index and h not in missing:
+                missing[h] = (name, i)
+    if missing:
+        store.add(_compute_shard(model, splits, missing, store, pad_id, batch_size, device, description))
+    where, used = {}, set()
+    for name, encoded in splits.items():
+        rows = np.empty((len(encoded), 3), dtype=np.int64)
+        for i, h in enumerate(hashes[name]):
+            shard, j = store.index[h]
+            rows[i] = (shard, store.shards[shard].offsets[j], encoded.lengths[i])
+            used.add(shard)
+        where[name] = rows
+    examples = sum(len(e) for e in splits.values())
+    itemsize = DTYPES[dtype].itemsize * model.config.hidden_size
+    stats = {
+        "key": key,
+        "folder": str(store.folder) if store.folder else None,
+        "dtype": dtype,
+        "examples": examples,
+        "hits": examples - sum(1 for h in hashes.values() for x in h if x in missing),
+        "computed": len(missing),
+        "bytes": int(sum(int(e.lengths.sum()) for e in splits.values()) * itemsize),
+        "in_memory": all(store.shards[s].in_memory for s in used),
+        "hash_seconds": hash_seconds,
+        "build_seconds": time.perf_counter() - started,
+    }
+    return FrozenCache(model, store, where, stats)
+
+
+def _compute_shard(model, splits, missing, store: Store, pad_id, batch_size, device, description) -> Shard:
+    """Run the prefix over the missing examples (longest first, little padding) into a new shard."""
+    owners = list(missing.values())  # (split, index) of each example to compute
+    lengths = np.array([splits[name].lengths[i] for name, i in owners], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    hidden = model.config.hidden_size
+    shape, np_dtype = (int(offsets[-1]), hidden), NUMPY_DTYPES[store.dtype]
+    nbytes = shape[0] * hidden * DTYPES[store.dtype].itemsize
+    in_memory = nbytes <= REGISTRY.room()
+    if not in_memory and store.folder is None:
+        raise MinifreezeError(
+            f"the frozen cache needs {nbytes / GIB:.2f} GiB, more than --cache-max-gb allows, and "
+            f"--cache-dir is {NO_DISK}: raise --cache-max-gb or give a --cache-dir"
+        )
+    tmp = None
+    if store.folder is not None:
+        tmp = store.folder / f".tmp-{uuid.uuid4().hex}"
+        try:
+            tmp.mkdir(parents=True)
+        except OSError as err:
+            raise MinifreezeError(
+                f"cannot write the frozen cache in {store.folder} ({err.strerror or err}): "
+                f"pass a writable --cache-dir, or --cache-dir {NO_DISK} to keep it in memory"
+            ) from None
+    if in_memory:
+        array = np.empty(shape, np_dtype)
+    else:  # written in place on disk: a cache larger than memory never has to fit in it
+        array = np.lib.format.open_memmap(tmp / "vectors.npy", mode="w+", dtype=np_dtype, shape=shape)
+    vectors = _vectors(array, store.dtype)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for name in splits:
+            mine = [j for j, (owner, _) in enumerate(owners) if owner == name]
+            for batch_rows in data.sorted_batches(lengths[mine], batch_size):
+                picked = [mine[r] for r in batch_rows]
+                batch = data.collate(splits[name], [owners[j][1] for j in picked], pad_id, 8).to(device)
+                out = model.encoder.prefix(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+                out = out.to("cpu", DTYPES[store.dtype])
+                for r, j in enumerate(picked):
+                    vectors[offsets[j] : offsets[j + 1]] = out[r, : lengths[j]]
+    model.train(was_training)
+    hashes = list(missing)
+    if tmp is not None:
+        name = _publish(tmp, array, offsets, hashes, description, in_memory)
+        store.seen.add(name)
+        if not in_memory:  # reopen, mapped, from its final place
+            return _open_shard(store.folder / name, store.dtype, 0)
+    return Shard(vectors, offsets, hashes, in_memory)
+
+
+def _publish(tmp: Path, array, offsets, hashes: list[bytes], description: dict, in_memory: bool) -> str:
+    """Finish a shard in its temporary folder, rename it into place (atomic; first writer wins): its name."""
+    if in_memory:
+        np.save(tmp / "vectors.npy", array)
+    else:
+        array.flush()
+    np.save(tmp / "offsets.npy", offsets)
+    (tmp / "hashes.bin").write_bytes(b"".join(hashes))
+    meta = {**description, "examples": len(hashes), "tokens": int(offsets[-1])}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    name = "shard-" + hashlib.sha256(b"".join(hashes)).hexdigest()[:24]  # same examples, same name
+    try:
+        tmp.rename(tmp.parent / name)
+    except OSError:  # another process published the same examples first: theirs is as good
+        shutil.rmtree(tmp, ignore_errors=True)
+    return name
