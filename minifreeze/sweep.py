@@ -1,0 +1,441 @@
+"""The freeze study: `python -m minifreeze.sweep --model M --dataset D --freeze 0,-1,2,4 --out DIR`.
+
+Each grid point (freeze spec x train size x seed) is an in-process `train.train(cfg)`, so what train keeps
+in memory between runs (the frozen-prefix cache) is reused, into `DIR/runs/freeze<spec>-n<size>-s<seed>/`;
+then `DIR/runs.csv`, `DIR/summary.md` and PNG plots are written. Why it is built this way:
+- The CLI is `SweepConfig` plus every `TrainConfig` field the grid does not set, so any training option
+  passes through and `--config FILE.toml` works; the defaults are the study protocol.
+- Resumable without bookkeeping: a run folder with `summary.json` is done (and must match today's
+  options); one without it was interrupted and is redone from scratch; a failure goes to its
+  `failed.json` (retried on restart) and the sweep goes on. `runs.csv` is rebuilt from the run folders.
+- Nested data: a fixed `data_seed` gives stratified subsets shared by seeds and specs (n=100 lies inside
+  n=500). Grid order is seed, size, spec: a sweep cut short has complete curves for its first seeds.
+- Peak memory is per run: the RSS high-water mark reset before each run (Linux `clear_refs`), or CUDA's
+  allocator peak; elsewhere the process's lifetime high-water mark (the column says which).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import json
+import resource
+import shutil
+import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from . import cli, train
+from .errors import MinifreezeError
+from .metrics import METRICS
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """The grid and the sweep's own options; the training options come from TrainConfig."""
+
+    freeze: str = cli.option("0,-1,2,4,8,10,12", "comma-separated freeze specs (a leading -: --freeze=-1,0)")
+    train_sizes: str = cli.option("50,100,200,500,1000", "comma-separated train sizes (0 = all)")
+    seeds: str = cli.option("5", "a count N (seeds 0..N-1) or a list: 3,4 (or 7, for seed 7 alone)")
+    out: str | None = cli.option(None, "sweep folder: runs/, runs.csv, summary.md, plots")
+    keep_models: bool = cli.option(False, "keep each run's model/ and last/ folders (large)")
+    report: str = cli.option("accuracy,mcc", "metrics with a table (besides --metric; same best checkpoint)")
+    report_only: bool = cli.option(False, "rebuild runs.csv, summary.md and plots without training")
+    progress: bool = cli.option(True, "one progress bar over runs with an ETA (runs never show their own)")
+
+
+# Set per run by the grid (or forced by the sweep), so not options of the sweep.
+GRID_FIELDS = {"freeze", "train_size", "seed", "out", "overwrite", "resume", "progress"}
+PROTOCOL = {"epochs": 10, "batch_size": 16, "lr": 5e-5, "warmup": "1ep", "eval_every": "0.5ep"}
+TRAIN_FIELDS = [f for f in dataclasses.fields(train.TrainConfig) if f.name not in GRID_FIELDS]
+
+
+def _copy_field(f: dataclasses.Field, default=dataclasses.MISSING) -> tuple:
+    default = f.default if default is dataclasses.MISSING else default
+    return f.name, f.type, dataclasses.field(default=default, metadata=f.metadata)
+
+
+SweepOptions = dataclasses.make_dataclass(
+    "SweepOptions",
+    [_copy_field(f) for f in dataclasses.fields(SweepConfig)]
+    + [_copy_field(f, PROTOCOL.get(f.name, f.default)) for f in TRAIN_FIELDS],
+    frozen=True,
+)
+SweepOptions.__doc__ = "SweepConfig + TrainConfig fields (protocol defaults): what the sweep CLI parses."
+
+
+def run_name(spec: str, size: int, seed: int) -> str:
+    safe = "".join(c if c.isalnum() or c in "-." else "_" for c in spec)
+    return f"freeze{safe}-n{size}-s{seed}"
+
+
+def parse_ints(text: str, option: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise MinifreezeError(f"--{option} {text!r}: expected comma-separated integers") from None
+
+
+def make_grid(opts, root: Path) -> list[train.TrainConfig]:
+    """One TrainConfig per run, seed-major: a sweep cut short has complete curves for its first seeds."""
+    specs = [s.strip() for s in opts.freeze.split(",") if s.strip()]
+    sizes = parse_ints(opts.train_sizes, "train-sizes")
+    seeds = parse_ints(opts.seeds, "seeds")
+    if len(seeds) == 1 and "," not in opts.seeds:
+        seeds = list(range(seeds[0]))
+    if not specs or not sizes or not seeds:
+        raise MinifreezeError("the grid is empty: give --freeze, --train-sizes and --seeds values")
+    base = train.TrainConfig(**{f.name: getattr(opts, f.name) for f in TRAIN_FIELDS})
+    grid = []
+    for seed, size, spec in ((seed, size, spec) for seed in seeds for size in sizes for spec in specs):
+        cfg = dataclasses.replace(
+            base, freeze=spec, train_size=size, seed=seed, out=str(root / "runs" / run_name(spec, size, seed)),
+            overwrite=True, resume=False, progress=False,
+        )  # fmt: skip
+        if getattr(cfg, "cache_frozen", False) and not cache_allowed(spec, cfg.frozen_dropout):
+            cfg = dataclasses.replace(cfg, cache_frozen=False)  # freeze 0 etc.: no prefix to cache
+        grid.append(cfg)
+    return grid
+
+
+def cache_allowed(spec: str, frozen_dropout: bool) -> bool:
+    """A frozen prefix to cache exists for N != 0, head and top:K, and only without dropout in it."""
+    numeric = spec.lstrip("-").isdigit() and int(spec) != 0
+    return (numeric or spec == "head" or spec.startswith("top:")) and not frozen_dropout
+
+
+def is_finished(run_dir: Path) -> bool:
+    """summary.json written by a run that completed (a signal stop also writes one, but is not done)."""
+    path = run_dir / "summary.json"
+    return path.is_file() and not json.loads(path.read_text())["stopped"].startswith("stopped by signal")
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: resets VmHWM (and ru_maxrss)
+
+
+def peak_memory(device: torch.device) -> tuple[float, str]:
+    """(MiB, what was measured) since the last reset_peak_memory."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda max allocated"
+    try:
+        line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmHWM"))
+        return int(line.split()[1]) / 1024, "rss high-water mark"
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "ru_maxrss (process lifetime)"
+
+
+# Options that change how fast a run goes, not what it computes: a resumed sweep may change them.
+NEUTRAL = {"out", "overwrite", "resume", "progress", "threads", "eval_batch_size", "cache_dir"}
+
+
+def check_same_options(cfg: train.TrainConfig) -> None:
+    """A finished run is reused only if it was trained with the options this sweep would use now."""
+    run_dir = Path(cfg.out)
+    saved = json.loads((run_dir / "config.json").read_text())
+    now = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NEUTRAL | {"cache_max_gb"}}
+    changed = [f"{k}: {saved.get(k)!r} then, {v!r} now" for k, v in now.items() if saved.get(k) != v]
+    if changed:
+        raise MinifreezeError(
+            f"{run_dir} was trained with other options ({'; '.join(changed[:3])}): "
+            "use another --out, or delete the run folders to redo them"
+        )
+
+
+def run_point(cfg: train.TrainConfig, opts, train_fn: Callable) -> None:
+    """Train one grid point (a fresh run folder); a failure is recorded in failed.json, not raised."""
+    run_dir = Path(cfg.out)
+    device = train.pick_device(cfg.device)
+    reset_peak_memory(device)
+    try:
+        train_fn(cfg)
+    except Exception as err:  # noqa: BLE001 - one bad grid point must not end the study
+        run_dir.mkdir(parents=True, exist_ok=True)
+        message = (str(err).strip().splitlines() or [""])[0]
+        return train.write_json(run_dir / "failed.json", {"error": f"{type(err).__name__}: {message}"})
+    if not is_finished(run_dir):  # train stopped by SIGINT/SIGTERM: redo this run on restart
+        (run_dir / "summary.json").unlink(missing_ok=True)
+        raise KeyboardInterrupt
+    mib, source = peak_memory(device)
+    train.write_json(run_dir / "sweep.json", {"peak_memory_mib": mib, "memory_source": source})
+    if not opts.keep_models:
+        for folder in ("model", "last"):
+            shutil.rmtree(run_dir / folder, ignore_errors=True)
+
+
+LEAD = ["run", "status", "error", "freeze", "train_size", "seed", "metric", "best_metric", *METRICS, "loss"]
+LEAD += ["majority_baseline", "best_step", "steps", "wall_seconds", "train_samples_per_second"]
+LEAD += ["eval_seconds", "peak_memory_mib", "memory_source", "trainable_params", "total_params"]
+LEAD += ["real_token_fraction", "stopped"]
+
+
+def collect_row(cfg: train.TrainConfig) -> dict | None:
+    """One runs.csv row from a run folder; None if the run never started."""
+    run_dir = Path(cfg.out)
+    if not run_dir.is_dir():
+        return None
+    row = {"run": run_dir.name, **{k: v for k, v in dataclasses.asdict(cfg).items() if k != "out"}}
+    if (run_dir / "failed.json").is_file():
+        return row | {"status": "failed", **json.loads((run_dir / "failed.json").read_text())}
+    if not is_finished(run_dir):
+        return row | {"status": "incomplete", "error": "interrupted; runs again on restart"}
+    summary = json.loads((run_dir / "summary.json").read_text())
+    row |= {"status": "ok", "error": "", **summary.pop("metrics")}
+    row |= {k: v for k, v in summary.items() if k in LEAD}
+    evals = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    row["eval_seconds"] = sum(r["examples"] / r["samples_per_second"] for r in evals)
+    if (run_dir / "sweep.json").is_file():
+        row |= json.loads((run_dir / "sweep.json").read_text())
+    return row
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    extra = [f.name for f in dataclasses.fields(train.TrainConfig) if f.name not in LEAD + ["out"]]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, LEAD + extra, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+# -------------------------------------------------------------------------------------------- aggregation
+def depth_key(spec: str) -> tuple:
+    """Order specs by how much is frozen: 0 (nothing), -1 (embeddings), 1, 2, ...; named specs after."""
+    try:
+        value = int(spec)
+        return (0, 0.5 if value == -1 else value, "")
+    except ValueError:
+        return (1, 0, spec)
+
+
+def aggregate(rows: Iterable[dict], metric: str) -> list[dict]:
+    """Per (train size, freeze) over finished runs: n, mean, median, sample std, min, max, baseline."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        if row.get("status", "ok") == "ok":
+            groups.setdefault((int(row["train_size"]), str(row["freeze"])), []).append(row)
+    table = []
+    for (size, spec), members in sorted(groups.items(), key=lambda kv: (kv[0][0], depth_key(kv[0][1]))):
+        values = [float(r[metric]) for r in members]
+        std = statistics.stdev(values) if len(values) > 1 else float("nan")
+        baseline = statistics.fmean(float(r["majority_baseline"]) for r in members)
+        mean, median = statistics.fmean(values), statistics.median(values)
+        table.append(
+            dict(train_size=size, freeze=spec, n=len(values), mean=mean, median=median, std=std)
+            | dict(min=min(values), max=max(values), baseline=baseline)
+        )
+    return table
+
+
+def cell(rows: list[dict], key: str, spec: str, size: int | None = None) -> list[float]:
+    """Values of `key` over the runs of one freeze spec (and one train size, if given)."""
+    return [float(r[key]) for r in rows if r["freeze"] == spec and size in (None, int(r["train_size"]))]
+
+
+def spec_label(spec: str) -> str:
+    return {"0": "0 (none)", "-1": "-1 (emb)"}.get(spec, spec)
+
+
+def markdown_table(header: list[str], body: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
+
+
+def metric_tables(rows: list[dict], metric: str) -> list[str]:
+    """The wide table (mean ± std) and the long one (all statistics) of one metric at the best checkpoint."""
+
+    def majority(
+        accuracy: float,
+    ) -> str:  # always predicting one class has MCC 0; its F1 depends on the class
+        return {"accuracy": f"{accuracy:.4f}", "mcc": "0"}.get(metric, "")
+
+    stats = aggregate(rows, metric)
+    specs = sorted({s["freeze"] for s in stats}, key=depth_key)
+    cells = {(s["train_size"], s["freeze"]): s for s in stats}
+    sizes = sorted({s["train_size"] for s in stats})
+    wide = [
+        [n, majority(next(c["baseline"] for c in stats if c["train_size"] == n))]
+        + [f"{cells[n, s]['mean']:.3f} ± {cells[n, s]['std']:.3f}" if (n, s) in cells else "" for s in specs]
+        for n in sizes
+    ]
+    long = [
+        [s["train_size"], spec_label(s["freeze"]), s["n"]]
+        + [f"{s[k]:.4f}" for k in ("mean", "median", "std", "min", "max")]
+        + [majority(s["baseline"])]
+        for s in stats
+    ]
+    return [
+        f"### {metric}: mean ± std over seeds (rows: train size; columns: freeze spec)", "",
+        *markdown_table(["train size", "majority class", *map(spec_label, specs)], wide), "",
+        f"### {metric}: all statistics", "",
+        *markdown_table(["train size", "freeze", "n", "mean", "median", "std", "min", "max", "majority class"], long),
+        "",
+    ]  # fmt: skip
+
+
+def cost_table(rows: list[dict]) -> list[str]:
+    """Per freeze spec (finished runs): trainable params, train speed (vs freeze 0), wall time, peak memory."""
+    specs = sorted({r["freeze"] for r in rows}, key=depth_key)
+    sizes = sorted({int(r["train_size"]) for r in rows})
+
+    def mean(key: str, spec: str, size: int | None = None) -> float | None:
+        values = cell(rows, key, spec, size)
+        return statistics.fmean(values) if values and all(v == v for v in values) else None
+
+    reference = mean("train_samples_per_second", "0") if "0" in specs else None
+    body = []
+    for spec in specs:
+        speed, memory = mean("train_samples_per_second", spec), mean("peak_memory_mib", spec)
+        body.append(
+            [spec_label(spec), f"{mean('trainable_params', spec):,.0f}", f"{speed:.1f}"]
+            + [f"{speed / reference:.2f}x" if reference else ""]
+            + [f"{mean('wall_seconds', spec, n):.0f}" for n in sizes]
+            + [f"{mean('eval_seconds', spec):.0f}", f"{memory:.0f}" if memory else ""]
+        )
+    header = ["freeze", "trainable params", "train samples/s", "vs freeze 0"]
+    header += [f"wall s (n={n})" for n in sizes] + ["eval s per run", "peak MiB"]
+    return ["### Cost per freeze spec (means over runs)", "", *markdown_table(header, body), ""]
+
+
+# -------------------------------------------------------------------------------------------- plots
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+
+
+def _x_axis(ax, specs: list[str], fontsize: int = 9) -> None:
+    ax.set_xticks(range(len(specs)), specs)
+    ax.set_xlabel("frozen (0 none, -1 emb, N emb + N layers)", fontsize=fontsize)
+    ax.grid(alpha=0.3)
+
+
+def plot_metric(rows: list[dict], metric: str, path: Path) -> None:
+    """Metric vs frozen depth (finished runs), a panel per train size: a dot per run, a line through means."""
+    plt = _pyplot()
+    specs = sorted({r["freeze"] for r in rows}, key=depth_key)
+    sizes = sorted({int(r["train_size"]) for r in rows})
+    fig, axes = plt.subplots(1, len(sizes), figsize=(3.2 * len(sizes), 3.4), sharey=True, squeeze=False)
+    for ax, size in zip(axes[0], sizes):
+        stats = {s["freeze"]: s for s in aggregate([r for r in rows if int(r["train_size"]) == size], metric)}
+        for x, spec in enumerate(specs):
+            values = cell(rows, metric, spec, size)
+            ax.scatter([x] * len(values), values, s=12, alpha=0.5, color="tab:blue")
+        xs = [x for x, s in enumerate(specs) if s in stats]
+        ax.plot(xs, [stats[specs[x]]["mean"] for x in xs], "-o", color="tab:red", ms=4, label="mean")
+        if stats and metric == "accuracy":
+            baseline = next(iter(stats.values()))["baseline"]
+            ax.axhline(baseline, ls="--", color="gray", lw=1, label="majority class")
+        ax.set_title(f"n = {size}")
+        _x_axis(ax, specs, fontsize=7)
+    axes[0][0].set_ylabel(f"best validation {metric}")
+    axes[0][0].legend(fontsize=7)
+    _save(fig, path)
+
+
+def plot_cost(rows: list[dict], path: Path) -> None:
+    """Wall time, train throughput and peak memory vs frozen depth (finished runs), a line per train size."""
+    plt = _pyplot()
+    specs = sorted({r["freeze"] for r in rows}, key=depth_key)
+    panels = [
+        ("wall_seconds", "wall time per run (s)"),
+        ("train_samples_per_second", "train samples/s (log scale)"),
+    ]
+    panels.append(("peak_memory_mib", "peak memory (MiB)"))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for ax, (key, label) in zip(axes, panels):
+        for size in sorted({int(r["train_size"]) for r in rows}):
+            cells = [cell(rows, key, spec, size) for spec in specs]
+            points = [(x, statistics.fmean(v)) for x, v in enumerate(cells) if v and all(e == e for e in v)]
+            if points:
+                ax.plot(*zip(*points), "-o", ms=4, label=f"n = {size}")
+        _x_axis(ax, specs)
+        ax.set_ylabel(label)
+        if key == "train_samples_per_second":  # a cached, head-only run is ~100x faster than the rest
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
+    axes[0].legend(fontsize=7)
+    _save(fig, path)
+
+
+def write_report(opts, grid: list[train.TrainConfig], root: Path, metrics: list[str]) -> list[dict]:
+    """runs.csv, summary.md and the plots, rebuilt from the run folders."""
+    rows = [row for cfg in grid if (row := collect_row(cfg)) is not None]
+    for row in rows:  # empty memory columns read as NaN in plots and tables, not as errors
+        row.setdefault("peak_memory_mib", float("nan"))
+    write_csv(rows, root / "runs.csv")
+    ok = [r for r in rows if r["status"] == "ok"]
+    lines = [
+        f"# Freeze sweep: {opts.model} on {opts.dataset}", "",
+        f"{len(ok)} of {len(grid)} runs finished ({len(rows) - len(ok)} failed or incomplete). Best checkpoint "
+        f"chosen by validation {opts.metric}; every table reads that checkpoint. Protocol: {opts.epochs} "
+        f"epochs, batch {opts.batch_size}, lr {opts.lr}, warm-up {opts.warmup}, evaluation every "
+        f"{opts.eval_every}, max length {opts.max_length}, data seed {opts.data_seed}.", "",
+    ]  # fmt: skip
+    if ok:
+        for metric in metrics:
+            lines += metric_tables(ok, metric)
+            plot_metric(ok, metric, root / f"{metric}_vs_frozen.png")
+            lines += [f"![{metric} vs frozen layers]({metric}_vs_frozen.png)", ""]
+        lines += cost_table(ok)
+        plot_cost(ok, root / "cost_vs_frozen.png")
+        lines += ["![time and memory vs frozen layers](cost_vs_frozen.png)", ""]
+    failed = [r for r in rows if r["status"] != "ok"]
+    if failed:
+        lines += ["### Runs not finished", "", *markdown_table(["run", "status", "error"], [
+            [r["run"], r["status"], r["error"]] for r in failed]), ""]  # fmt: skip
+    (root / "summary.md").write_text("\n".join(lines))
+    return rows
+
+
+def run_sweep(opts, train_fn: Callable[[train.TrainConfig], dict] = train.train) -> list[dict]:
+    """Run (or resume) the grid, then write the report; returns the runs.csv rows."""
+    if not opts.out:
+        raise MinifreezeError("--out DIR is required: the sweep folder (resumable, so keep it)")
+    report = [m.strip() for m in opts.report.split(",") if m.strip()]
+    if opts.metric not in METRICS or not set(report) <= set(METRICS):
+        raise MinifreezeError(f"--metric/--report: use metrics from {', '.join(METRICS)}")
+    root = Path(opts.out)
+    grid = make_grid(opts, root)
+    root.mkdir(parents=True, exist_ok=True)
+    train.write_json(root / "sweep_config.json", dataclasses.asdict(opts))
+    if not opts.report_only:
+        todo = [cfg for cfg in grid if not is_finished(Path(cfg.out))]
+        for cfg in (c for c in grid if c not in todo):
+            check_same_options(cfg)
+        print(f"sweep: {len(grid)} runs, {len(grid) - len(todo)} already finished, {len(todo)} to go")
+        bar = tqdm(todo, desc="sweep", unit="run", dynamic_ncols=True, disable=not opts.progress)
+        for cfg in bar:
+            bar.set_postfix_str(Path(cfg.out).name)
+            run_point(cfg, opts, train_fn)
+            write_csv([r for c in grid if (r := collect_row(c))], root / "runs.csv")
+    rows = write_report(opts, grid, root, list(dict.fromkeys([opts.metric, *report])))
+    failed = sum(r["status"] != "ok" for r in rows)
+    print(f"sweep: wrote {root}/runs.csv, summary.md and plots ({failed} runs failed or incomplete)")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    opts = cli.parse(SweepOptions, argv, "python -m minifreeze.sweep", "Run the freeze study grid.")
+    return run_sweep(opts)
+
+
+if __name__ == "__main__":
+    cli.run(main)
