@@ -780,7 +780,7 @@ def run_steps(args: argparse.Namespace) -> int:
         name,
         records,
         table + misses_text,
-        command=command_line(),
+        command=args.command,
         root=args.results_root,
         extra=extra,
         device=setup.device,
@@ -932,7 +932,7 @@ def run_epoch(args: argparse.Namespace) -> int:
         name,
         results + [{"kind": "goal", **g} for g in goals],
         table,
-        command=command_line(),
+        command=args.command,
         root=args.results_root,
         extra=extra,
         device=setup.device,
@@ -1051,6 +1051,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--no-write", action="store_true", help="print only")
     args = p.parse_args(argv)
+    args.command = command_line(None if argv is None else list(argv), "benchmarks/freeze_depth.py")
     args.rows = [r.strip() for r in args.rows.split(",")] if args.rows else None
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if unknown := set(args.modes) - set(MODES):

@@ -75,9 +75,12 @@ def git_commit() -> str | None:
     return head + ("+dirty" if dirty else "")
 
 
-def command_line() -> str:
-    """How this process was started, as a shell line that reproduces it from the repo root."""
-    argv = list(sys.argv)
+def command_line(args: list[str] | None = None, script: str | None = None) -> str:
+    """How this run was started, as a shell line that reproduces it from the repo root.
+
+    A benchmark called in-process (`main(argv)`, as the tests do) passes its own `args` and `script`,
+    since sys.argv then belongs to the caller (pytest)."""
+    argv = list(sys.argv) if args is None else [script or sys.argv[0], *args]
     try:
         argv[0] = str(Path(argv[0]).resolve().relative_to(REPO_ROOT))
     except ValueError:

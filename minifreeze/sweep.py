@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import itertools
 import json
 import resource
 import shutil
@@ -92,7 +93,7 @@ def make_grid(opts, root: Path) -> list[train.TrainConfig]:
         raise MinifreezeError("the grid is empty: give --freeze, --train-sizes and --seeds values")
     base = train.TrainConfig(**{f.name: getattr(opts, f.name) for f in TRAIN_FIELDS})
     grid = []
-    for seed, size, spec in ((seed, size, spec) for seed in seeds for size in sizes for spec in specs):
+    for seed, size, spec in itertools.product(seeds, sizes, specs):
         cfg = dataclasses.replace(
             base, freeze=spec, train_size=size, seed=seed, out=str(root / "runs" / run_name(spec, size, seed)),
             overwrite=True, resume=False, progress=False,
@@ -134,14 +135,15 @@ def peak_memory(device: torch.device) -> tuple[float, str]:
 
 
 # Options that change how fast a run goes, not what it computes: a resumed sweep may change them.
-NEUTRAL = {"out", "overwrite", "resume", "progress", "threads", "eval_batch_size", "cache_dir"}
+NEUTRAL = {"out", "overwrite", "resume", "progress", "threads", "eval_batch_size"}
+NEUTRAL |= {"cache_dir", "cache_max_gb"}
 
 
 def check_same_options(cfg: train.TrainConfig) -> None:
     """A finished run is reused only if it was trained with the options this sweep would use now."""
     run_dir = Path(cfg.out)
     saved = json.loads((run_dir / "config.json").read_text())
-    now = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NEUTRAL | {"cache_max_gb"}}
+    now = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NEUTRAL}
     changed = [f"{k}: {saved.get(k)!r} then, {v!r} now" for k, v in now.items() if saved.get(k) != v]
     if changed:
         raise MinifreezeError(
@@ -160,7 +162,8 @@ def run_point(cfg: train.TrainConfig, opts, train_fn: Callable) -> None:
     except Exception as err:  # noqa: BLE001 - one bad grid point must not end the study
         run_dir.mkdir(parents=True, exist_ok=True)
         message = (str(err).strip().splitlines() or [""])[0]
-        return train.write_json(run_dir / "failed.json", {"error": f"{type(err).__name__}: {message}"})
+        train.write_json(run_dir / "failed.json", {"error": f"{type(err).__name__}: {message}"})
+        return
     if not is_finished(run_dir):  # train stopped by SIGINT/SIGTERM: redo this run on restart
         (run_dir / "summary.json").unlink(missing_ok=True)
         raise KeyboardInterrupt
