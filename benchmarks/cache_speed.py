@@ -146,7 +146,8 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     lines = [
         f"One training epoch over {args.train_size} SST-2 training sentences (max length {args.max_length}, "
         f"batch {args.batch_size}, length-grouped, padded to a multiple of 8), fp32, {args.threads} threads; "
-        f"median of {args.reps} epochs, the modes interleaved step by step; cache dtype {args.cache_dtype}.",
+        "median over the epochs measured (column `epochs`), the modes interleaved step by step; "
+        f"cache dtype {args.cache_dtype}.",
         "`nocache`: the frozen prefix runs every step. `cache`: an epoch after the first with --cache-frozen. "
         "`suffix`: the trainable suffix alone on pre-gathered inputs. `build`: the cache's one-time cost. "
         "`gather`: collate + copying cached rows into the padded batches of one epoch, timed alone.",
@@ -154,19 +155,58 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
         "",
         "Ratios from wall time, and in brackets from this process's CPU time (robust to other processes' load).",
         "",
-        "| model | frozen | nocache s | cache s | suffix s | gather s | build s | nocache / cache | cache / suffix "
-        "| (suffix + gather) / suffix | goal |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | frozen | epochs | nocache s | cache s | suffix s | gather s | build s | nocache / cache "
+        "| cache / suffix | (suffix + gather) / suffix | goal |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['depth']} of {r['layers']} | {r['nocache_s']:.2f} | {r['cache_s']:.2f} | "
+            f"| {r['model']} | {r['depth']} of {r['layers']} | {r['epochs_measured']} | {r['nocache_s']:.2f} | "
+            f"{r['cache_s']:.2f} | "
             f"{r['suffix_s']:.2f} | {r['gather_s']:.3f} | {r['build_s']:.2f} | {r['speedup']:.2f}x "
             f"({r['speedup_cpu']:.2f}x) | {r['cache_over_suffix']:.3f} ({r['cache_over_suffix_cpu']:.3f}) | "
             f"{1 + r['gather_s'] / r['suffix_s']:.3f} | "
             f"{'met' if r['goal_met'] else 'missed'} |"
         )
     return "\n".join(lines)
+
+
+def report(depths, times, cpu, gather, encoded, args, load_before, quiet: bool = False) -> None:
+    """Rows (medians over the epochs measured so far) -> print and/or write the JSON + Markdown."""
+    rows = []
+    for (name, k), depth in depths.items():
+        if not times[name, k]["cache"]:
+            continue
+        med = {m: statistics.median(times[name, k][m]) for m in MODES}
+        med_cpu = {m: statistics.median(cpu[name, k][m]) for m in MODES}
+        rows.append(
+            {
+                "model": name,
+                "depth": k,
+                "layers": depth.model.config.num_layers,
+                "train_size": args.train_size,
+                "epochs_measured": len(times[name, k]["cache"]),
+                "real_tokens": int(encoded.lengths.sum()),
+                **{f"{m}_s": med[m] for m in MODES},
+                **{f"{m}_all_s": times[name, k][m] for m in MODES},
+                **{f"{m}_cpu_s": med_cpu[m] for m in MODES},
+                "build_s": depth.build_seconds,
+                "gather_s": statistics.median(gather[name, k]),
+                "speedup": med["nocache"] / med["cache"],
+                "cache_over_suffix": med["cache"] / med["suffix"],
+                "speedup_cpu": med_cpu["nocache"] / med_cpu["cache"],
+                "cache_over_suffix_cpu": med_cpu["cache"] / med_cpu["suffix"],
+                "goal_met": med["cache"] / med["suffix"] <= GOAL,
+            }
+        )
+    table = markdown(rows, args)
+    if not quiet:
+        print(table)
+    if not args.no_write:
+        extra = {"load_average_before": load_before, "load_average_after": load_average(), "args": vars(args)}
+        folder = write_results("cache_speed", rows, table, command=command_line(), extra=extra)
+        if not quiet:
+            print(f"wrote {folder}/cache_speed.json and .md ({machine_info()['tag']})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,35 +242,9 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"rep {rep} {key}: " + ", ".join(f"{m} {times[key][m][-1]:.2f} s" for m in MODES), flush=True
             )
-    rows = []
-    for (name, k), depth in depths.items():
-        med = {m: statistics.median(times[name, k][m]) for m in MODES}
-        med_cpu = {m: statistics.median(cpu[name, k][m]) for m in MODES}
-        rows.append(
-            {
-                "model": name,
-                "depth": k,
-                "layers": depth.model.config.num_layers,
-                "train_size": args.train_size,
-                "real_tokens": int(encoded.lengths.sum()),
-                **{f"{m}_s": med[m] for m in MODES},
-                **{f"{m}_all_s": times[name, k][m] for m in MODES},
-                **{f"{m}_cpu_s": med_cpu[m] for m in MODES},
-                "build_s": depth.build_seconds,
-                "gather_s": statistics.median(gather[name, k]),
-                "speedup": med["nocache"] / med["cache"],
-                "cache_over_suffix": med["cache"] / med["suffix"],
-                "speedup_cpu": med_cpu["nocache"] / med_cpu["cache"],
-                "cache_over_suffix_cpu": med_cpu["cache"] / med_cpu["suffix"],
-                "goal_met": med["cache"] / med["suffix"] <= GOAL,
-            }
-        )
-    table = markdown(rows, args)
-    print(table)
-    if not args.no_write:
-        extra = {"load_average_before": load_before, "load_average_after": load_average(), "args": vars(args)}
-        folder = write_results("cache_speed", rows, table, command=command_line(), extra=extra)
-        print(f"wrote {folder}/cache_speed.json and .md ({machine_info()['tag']})")
+            if not args.no_write:  # after every depth: a killed run (shared machine) keeps what it measured
+                report(depths, times, cpu, gather, encoded, args, load_before, quiet=True)
+    report(depths, times, cpu, gather, encoded, args, load_before)
     return 0
 
 
