@@ -38,6 +38,7 @@ import argparse
 import contextlib
 import copy
 import ctypes
+import json
 import re
 import statistics
 import sys
@@ -83,6 +84,12 @@ MODE_TITLES = {
     "peer": "transformers (requires_grad)",
     "train_emb": "minifreeze, trainable embeddings",
     "cache": "minifreeze + frozen-prefix cache",
+}
+PLOT_STYLES = {
+    "nograd": dict(marker="o", markersize=8, linewidth=2.5),
+    "requires_grad": dict(marker="s", markersize=6, linewidth=1.8, linestyle="--"),
+    "peer": dict(marker="^", markersize=5, linewidth=1.3, linestyle=":"),
+    "train_emb": dict(marker="D", markersize=5, linewidth=1.5),
 }
 MB = 2**20
 BOUND_SLACK = 1.10  # goal: a depth-k step within 10% of its analytic bound
@@ -668,11 +675,14 @@ def plot(results: list[dict], num_layers: int, folder: Path, name: str, title: s
                 for r in results
                 if r["mode"] == mode and row_depth(r["row"], num_layers) is not None
             )
-            if points:
-                ax.plot(*zip(*points), marker="o", label=MODE_TITLES.get(mode, mode))
-        for r in results:
-            if r["row"] == "bitfit":
-                ax.scatter([num_layers + 2], [r[key] / scale], marker="x", color="grey")
+            # Modes often coincide (saved bytes of nograd, requires_grad and the peer are equal with frozen
+            # embeddings): distinct markers, widths and dashes keep every line visible.
+            style = PLOT_STYLES.get(mode, {})
+            line = ax.plot(*zip(*points), label=MODE_TITLES.get(mode, mode), **style) if points else None
+            for r in results:
+                if r["row"] == "bitfit" and r["mode"] == mode:
+                    color = line[0].get_color() if line else None
+                    ax.scatter([num_layers + 2], [r[key] / scale], marker="x", color=color)
         ticks = list(range(num_layers + 1)) + [0.5, num_layers + 1, num_layers + 2]
         labels = [str(k) for k in range(num_layers + 1)] + ["emb", "head", "bitfit"]
         ax.set_xticks(ticks, labels)
@@ -1050,6 +1060,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--results-root", default=None, help="folder holding <machine-tag>/ (default benchmarks/results)"
     )
     p.add_argument("--no-write", action="store_true", help="print only")
+    p.add_argument(
+        "--replot", metavar="JSONL", default=None, help="only redraw the plots of a step-mode result"
+    )
     args = p.parse_args(argv)
     args.command = command_line(None if argv is None else list(argv), "benchmarks/freeze_depth.py")
     args.rows = [r.strip() for r in args.rows.split(",")] if args.rows else None
@@ -1069,8 +1082,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def replot(jsonl: str) -> int:
+    """Redraw the plots of a step-mode result from its .jsonl (e.g. after changing the plot style)."""
+    path = Path(jsonl)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    run = next(r for r in records if r["kind"] == "run")
+    results = [r for r in records if r["kind"] == "row"]
+    variant = f"{run['dtype']} {'torch.compile' if run['compile'] else 'eager'}, {run['device']}"
+    title = f"{run['model']} {run['batch_size']}x{run['seq_len']} {variant}, {run['threads']} threads"
+    for written in plot(results, run["num_layers"], path.parent, path.stem, title):
+        print(f"plot: {written}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.replot:
+        return replot(args.replot)
     set_threads(args.threads)
     args.load_before = load_average()
     args.profiles_left = args.profile_limit

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The freeze study as it was run for docs/study.md: real MiniLM (bundled:minilm), SST-2 and CoLA.
 #
-# Usage: scripts/run_study.sh [sst2|cola ...]          (default: both, one after the other)
+# Usage: scripts/run_study.sh [sst2|cola ...]          (default: both, phase by phase)
 #        STUDY_WORK=/tmp/minifreeze-study scripts/run_study.sh sst2 &   (one dataset per process)
+#        REPORT_ONLY=1 scripts/run_study.sh                 (tables and plots from what finished)
 #
 # Resumable: stop it any time (kill -TERM the python process: the current run stops at its next step and
 # is redone on restart) and run the same command again; finished runs are skipped.
@@ -32,17 +33,29 @@ sweep() {  # dataset metric extra-args...
 
 datasets=("$@")
 [ ${#datasets[@]} -eq 0 ] && datasets=(sst2 cola)
+metric_of() { if [ "$1" = cola ]; then echo mcc; else echo accuracy; fi; }
+ALL_DEPTHS=(--freeze=-1,0,1,2,3,4,5,6)
+if [ -z "${REPORT_ONLY:-}" ]; then
+    # Phases, outer loop: each phase is finished on every dataset before the next one starts, and each is a
+    # superset of the one before (finished runs are skipped), so what exists at any stop is a complete block.
+    for dataset in "${datasets[@]}"; do   # 1: depths 0, 2, 4, 6 at n=100 and n=500, seeds 0-2 (seed-major)
+        sweep "$dataset" "$(metric_of "$dataset")" --freeze 0,2,4,6 --train-sizes 100,500 --seeds 3
+    done
+    for dataset in "${datasets[@]}"; do   # 2: every depth -1, 0..6
+        sweep "$dataset" "$(metric_of "$dataset")" "${ALL_DEPTHS[@]}" --train-sizes 100,500 --seeds 3
+    done
+    for dataset in "${datasets[@]}"; do   # 3: the small sizes 50 and 200
+        sweep "$dataset" "$(metric_of "$dataset")" "${ALL_DEPTHS[@]}" --train-sizes 50,100,200,500 --seeds 3
+    done
+    for dataset in "${datasets[@]}"; do   # 4: n=1000, the study's full grid of sizes
+        sweep "$dataset" "$(metric_of "$dataset")" "${ALL_DEPTHS[@]}" --train-sizes 50,100,200,500,1000 --seeds 3
+    done
+fi
+# Report: rebuild runs.csv, summary.md and the plots from every finished run of the largest grid, and copy
+# them to docs/study/<dataset>/.
 for dataset in "${datasets[@]}"; do
-    metric=accuracy
-    [ "$dataset" = cola ] && metric=mcc
-    if [ -z "${REPORT_ONLY:-}" ]; then
-        # Phase 1: depths 0, 2, 4, 6 (of 6 layers) at n=100 and n=500, seeds 0-2 (seed-major order).
-        sweep "$dataset" "$metric" --freeze 0,2,4,6 --train-sizes 100,500 --seeds 3
-    fi
-    # Phase 2: all depths -1, 0..6 (same sizes and seeds) as far as time allows; with REPORT_ONLY=1 it
-    # only rebuilds runs.csv, summary.md and the plots from what finished.
-    sweep "$dataset" "$metric" --freeze=-1,0,1,2,3,4,5,6 --train-sizes 100,500 --seeds 3 \
-        ${REPORT_ONLY:+--report-only}
+    sweep "$dataset" "$(metric_of "$dataset")" "${ALL_DEPTHS[@]}" --train-sizes 50,100,200,500,1000 --seeds 3 \
+        --report-only
     mkdir -p "docs/study/$dataset"
     cp "$WORK/$dataset"/{runs.csv,summary.md,*.png} "docs/study/$dataset/"
 done

@@ -59,6 +59,14 @@ def test_files_and_plots_are_written(step_run):
     assert "### Summary" in markdown and "### Goals" in markdown and "| freeze | mode |" in markdown
 
 
+def test_replot_redraws_the_plots_from_the_jsonl(step_run):
+    folder, _, _ = step_run
+    plot = folder / "tiny_run_samples_per_s.png"
+    plot.unlink()
+    assert run(["--replot", str(folder / "tiny_run.jsonl")]) == 0
+    assert plot.stat().st_size > 0
+
+
 def test_every_row_and_mode_is_present(step_run):
     _, records, _ = step_run
     rows = [r for r in records if r["kind"] == "row"]
