@@ -54,6 +54,9 @@ GIB = 2**30
 # 2.6 GiB in fp32 (1.3 GiB in bf16); beyond this, shards are read memory-mapped and the page cache decides.
 DEFAULT_MAX_GB = 4.0
 HEAD_ONLY_FIELDS = ("num_labels", "id2label", "classifier_dropout")  # config fields the prefix never reads
+# A CUDA run keeps the in-memory cache in GPU memory when it takes at most this share of the free memory
+# (the rest is for the suffix's activations): batches are then assembled on the GPU, with no host copies.
+GPU_SHARE = 0.25
 
 
 def cache_folder(cache_dir: str | None) -> Path | None:
@@ -212,11 +215,12 @@ REGISTRY = Registry()
 class FrozenCache:
     """What the training loop holds: where each example's prefix output is, and the suffix path."""
 
-    def __init__(self, model, store: Store, where: dict[str, np.ndarray], stats: dict):
+    def __init__(self, model, store: Store, where: dict[str, np.ndarray], stats: dict, home: torch.device):
         self.model = model
         self.store = store
         self.where = where  # split name -> [n, 3] int64 (shard, first row, length) per example
         self.stats = stats
+        self.home = home  # where batches are assembled: the training device if the shards live there
         self.loss_fn = self._suffix_loss
         self.logits_fn = self._suffix_logits
 
@@ -225,7 +229,7 @@ class FrozenCache:
         padded keys, so the real tokens' results do not depend on what the padding holds)."""
         b, t = batch.input_ids.shape
         dtype = self.model.encoder.embeddings.word.weight.dtype  # what the prefix itself would return
-        out = torch.zeros(b, t, self.model.config.hidden_size, dtype=dtype)
+        out = torch.zeros(b, t, self.model.config.hidden_size, dtype=dtype, device=self.home)
         for r, (shard, start, n) in enumerate(self.where[split][batch.index.cpu().numpy()].tolist()):
             out[r, :n] = self.store.shards[shard].vectors[start : start + n]
         return out.to(batch.input_ids.device)
@@ -243,9 +247,11 @@ class FrozenCache:
     def logits(self, batch: data.Batch, split: str = "validation") -> torch.Tensor:
         return self.logits_fn(self.hidden(split, batch), batch.attention_mask)
 
-    def compile(self) -> None:
-        """torch.compile the suffix path (the only one that runs once the cache is built)."""
-        self.loss_fn = torch.compile(self._suffix_loss)
+    def compile(self, loss: bool = True) -> None:
+        """torch.compile the suffix paths (the only ones that run once the cache is built). The training
+        loop passes loss=False: its loss goes through its own compiled TrainablePart."""
+        if loss:
+            self.loss_fn = torch.compile(self._suffix_loss)
         self.logits_fn = torch.compile(self._suffix_logits)
 
     def report(self) -> str:
@@ -253,7 +259,8 @@ class FrozenCache:
         return (
             f"frozen cache: {s['examples']:,} examples, {s['hits']:,} hits, {s['computed']:,} computed in "
             f"{s['build_seconds']:.1f} s (hashing {s['hash_seconds']:.1f} s); {s['bytes'] / 2**20:.1f} MiB "
-            f"{s['dtype']} {'in memory' if s['in_memory'] else 'memory-mapped'}; key {s['key']}"
+            f"{s['dtype']} {'memory-mapped' if not s['in_memory'] else 'in ' + s['device'] + ' memory'}; "
+            f"key {s['key']}"
             + (f" in {s['folder']}" if s["folder"] else " (memory only)")
         )
 
@@ -269,11 +276,14 @@ def build(
     cache_dir: str | None = None,
     max_gb: float = DEFAULT_MAX_GB,
     spec: str = "",
+    on_device: bool | None = None,
 ) -> FrozenCache:
     """Find or compute the prefix output of every example of `splits`; run under the training autocast.
 
     `splits` maps a name ("train", "validation") to its encoded examples; `FrozenCache.loss(batch, name)`
     later looks a batch up by `batch.index`. `spec` (the --freeze spec) only words the refusals.
+    `on_device`: move the in-memory shards to `device` (None: on CUDA when they fit in GPU_SHARE of its
+    free memory; on CPU they are there already).
     """
     check_cacheable(model, spec)
     if dtype not in DTYPES:
@@ -284,6 +294,8 @@ def build(
     root = cache_folder(cache_dir)
     store = REGISTRY.store(key, dtype, root / key if root is not None else None)
     store.refresh()
+    if store.folder is not None and store.folder.is_dir():
+        os.utime(store.folder)  # "last used", for `python -m minifreeze.cache prune`
     hashes = {name: example_hashes(encoded) for name, encoded in splits.items()}
     hash_seconds = time.perf_counter() - started
     missing: dict[bytes, tuple[str, int]] = {}
@@ -301,6 +313,13 @@ def build(
             rows[i] = (shard, store.shards[shard].offsets[j], encoded.lengths[i])
             used.add(shard)
         where[name] = rows
+    shards = [store.shards[s] for s in sorted(used)]
+    if on_device is None:
+        on_device = device.type == "cuda" and gpu_can_hold(sum(s.vectors.nbytes for s in shards), device)
+    if on_device and all(s.in_memory for s in shards):
+        for shard in shards:  # moved once: later runs of a sweep find them there
+            shard.vectors = shard.vectors.to(device)
+    home = device if all(s.vectors.device.type == device.type for s in shards) else torch.device("cpu")
     examples = sum(len(e) for e in splits.values())
     itemsize = DTYPES[dtype].itemsize * model.config.hidden_size
     stats = {
@@ -311,11 +330,17 @@ def build(
         "hits": examples - sum(1 for h in hashes.values() for x in h if x in missing),
         "computed": len(missing),
         "bytes": int(sum(int(e.lengths.sum()) for e in splits.values()) * itemsize),
-        "in_memory": all(store.shards[s].in_memory for s in used),
+        "in_memory": all(s.in_memory for s in shards),
+        "device": str(shards[0].vectors.device) if shards else "cpu",
         "hash_seconds": hash_seconds,
         "build_seconds": time.perf_counter() - started,
     }
-    return FrozenCache(model, store, where, stats)
+    return FrozenCache(model, store, where, stats, home)
+
+
+def gpu_can_hold(nbytes: int, device: torch.device) -> bool:
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= GPU_SHARE * free
 
 
 def _compute_shard(model, splits, missing, store: Store, pad_id, batch_size, device, description) -> Shard:
@@ -385,3 +410,10 @@ def _publish(tmp: Path, array, offsets, hashes: list[bytes], description: dict, 
     except OSError:  # another process published the same examples first: theirs is as good
         shutil.rmtree(tmp, ignore_errors=True)
     return name
+
+
+if __name__ == "__main__":  # python -m minifreeze.cache list | clear | prune: see cache_admin.py
+    from . import cli
+    from .cache_admin import main
+
+    cli.run(main)

@@ -15,7 +15,6 @@ What is saved outside every module (the cross-entropy, or the fused mean-pool + 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -261,11 +260,8 @@ def run(cfg: InspectConfig) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    try:
-        cfg = cli.parse(InspectConfig, argv, "python -m minifreeze.inspect", DESCRIPTION)
-        reports = run(cfg)
-    except MinifreezeError as err:
-        sys.exit(f"error: {err}")
+    cfg = cli.parse(InspectConfig, argv, "python -m minifreeze.inspect", DESCRIPTION)
+    reports = run(cfg)
     if cfg.json:
         print(json.dumps({"reports": reports}, indent=2))
         return
@@ -276,4 +272,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

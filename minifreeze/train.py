@@ -173,6 +173,16 @@ class StopRequested:
 
 
 def train(cfg: TrainConfig) -> dict:
+    """Run one fine-tune and return its summary. `--threads` holds for this run only: sweeps and tests call
+    train() in-process, and a thread count left behind would silently change every later measurement."""
+    threads = torch.get_num_threads()
+    try:
+        return _train(cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: TrainConfig) -> dict:
     started = time.time()
     # ---------------------------------------------------------------- run folder, device, seeds
     info, device_name = distributed.setup(cfg.device)  # one process, or one of torchrun's ranks
@@ -282,7 +292,7 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.compile:  # after freezing: compiled graphs bake in requires_grad (re-compile if it changes)
         trainable, prefix, runner = torch.compile(trainable), torch.compile(prefix), torch.compile(model)
         if cache:
-            cache.compile()
+            cache.compile(loss=False)
 
     def batch_loss(batch: data.Batch) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast(cfg.amp, device):

@@ -14,6 +14,7 @@ Exactness, measured on this CPU and stated here once:
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -148,6 +149,23 @@ def test_cached_rows_are_the_prefix_output(toy_model, toy_data, tmp_path):
     torch.testing.assert_close(half * mask, want * mask, rtol=2**-7, atol=1e-2)  # bf16 keeps 8 bits
 
 
+def test_shards_move_to_the_training_device_when_they_fit(toy_model, toy_data, tmp_path, monkeypatch):
+    """On CUDA an in-memory cache that fits in a quarter of the free GPU memory is moved there once, so
+    batches are assembled on the device. Here: the decision with a faked free-memory query, and the
+    forced move on CPU, which must hand the suffix exactly the same rows."""
+    model, tokenizer, splits = toy_setup(toy_model, toy_data, "1")
+    cache = build(model, tokenizer, splits, tmp_path / "a")
+    moved = build(model, tokenizer, splits, tmp_path / "b", on_device=True)
+    batch = data.collate(splits["train"], list(range(0, 60, 5)), tokenizer.pad_id)
+    assert torch.equal(cache.hidden("train", batch), moved.hidden("train", batch))
+    assert moved.stats["device"] == "cpu" and "in cpu memory" in moved.report()
+    free = {"bytes": 4 * cache.stats["bytes"]}
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (free["bytes"], 2 * free["bytes"]))
+    assert frozen_cache.gpu_can_hold(cache.stats["bytes"], torch.device("cuda"))
+    free["bytes"] -= 8
+    assert not frozen_cache.gpu_can_hold(cache.stats["bytes"], torch.device("cuda"))
+
+
 def test_amp_bf16_runs_from_the_cache(toy_model, toy_data, tmp_path):
     cache = ("--cache-frozen", "--cache-dir", str(tmp_path / "cache"), "--cache-dtype", "bf16")
     amp = run(toy_model, toy_data, tmp_path / "amp", "--freeze", "1", "--amp", "bf16", *cache)
@@ -263,4 +281,57 @@ def test_refuses_where_the_cache_would_be_wrong(toy_model, toy_data, tmp_path, e
             str(tmp_path),
             epochs=1,
         )
+    assert "\n" not in str(err.value)
+
+
+# ------------------------------------------------------------------------------------ (4) looking after the disk
+
+
+def test_list_clear_and_prune_the_disk_cache(toy_model, toy_data, tmp_path, capsys):
+    """Two keys on disk; prune removes the least recently used first; clear takes a key prefix."""
+    from minifreeze import cache_admin
+
+    model, tokenizer, splits = toy_setup(toy_model, toy_data, "1")
+    build(model, tokenizer, splits, tmp_path, dtype="fp32")
+    build(model, tokenizer, splits, tmp_path, dtype="bf16")  # another storage dtype: another key
+    root = tmp_path / "frozen"
+    old, new = sorted(root.iterdir())
+    os.utime(old, (1e9, 1e9))  # used long ago
+    admin = lambda *argv: cache_admin.main([*argv, "--cache-dir", str(tmp_path)])  # noqa: E731
+    listed = admin("list")
+    examples = len(splits["train"]) + len(splits["validation"])
+    assert [k.folder for k in listed] == [old, new]
+    assert all(k.examples == examples and k.bytes > 0 for k in listed)
+    assert "bert L2" in capsys.readouterr().out
+    (new / ".tmp-killed-build").mkdir()  # a build killed half-way, long ago
+    os.utime(new / ".tmp-killed-build", (1e9, 1e9))
+
+    keep = (listed[1].bytes + 1) / 2**30
+    assert [k.folder for k in admin("prune", "--max-gb", str(keep), "--dry-run")] == [old] and old.is_dir()
+    assert [k.folder for k in admin("prune", "--max-gb", str(keep))] == [old]
+    assert not old.exists() and new.is_dir() and not (new / ".tmp-killed-build").exists()
+    assert admin("clear", new.name[:6]) and not new.exists()
+    # a fresh process (empty in-process registry) recomputes what was cleared
+    frozen_cache.REGISTRY.clear()
+    assert build(model, tokenizer, splits, tmp_path, dtype="fp32").stats["computed"] == examples
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["clear", "ffff"], "no key starts with 'ffff'"),
+        (["prune"], "prune needs --max-gb"),
+        (["list", "abc"], "list takes no keys"),
+        (["wipe"], "unknown command 'wipe'"),
+        (["list", "--cache-dir", "none"], "memory-only cache"),
+    ],
+)
+def test_cache_admin_bad_input_is_one_line(toy_model, toy_data, tmp_path, argv, message):
+    from minifreeze import cache_admin
+
+    model, tokenizer, splits = toy_setup(toy_model, toy_data, "1")
+    build(model, tokenizer, splits, tmp_path)
+    argv = argv if "--cache-dir" in argv else [*argv, "--cache-dir", str(tmp_path)]
+    with pytest.raises(MinifreezeError, match=message) as err:
+        cache_admin.main(argv)
     assert "\n" not in str(err.value)

@@ -63,15 +63,24 @@ def test_predict_texts_file_and_stdin(trained, tmp_path, capsys, monkeypatch):
         predict.main(["--model", str(trained), "--file", str(texts)])
 
 
-@pytest.mark.parametrize("module", ["train", "evaluate", "predict", "inspect", "sweep"])
+@pytest.mark.parametrize("module", ["train", "evaluate", "predict", "inspect", "sweep", "cache"])
 def test_help_shows_defaults(module):
     result = subprocess.run(
         [sys.executable, "-m", f"minifreeze.{module}", "--help"], capture_output=True, text=True, timeout=120
     )
-    if result.returncode and "No module named" in result.stderr:
-        pytest.skip(f"minifreeze.{module} is not there yet")
-    assert result.returncode == 0 and "usage:" in result.stdout
+    assert result.returncode == 0 and "usage:" in result.stdout, result.stderr
     assert "default" in result.stdout
+
+
+@pytest.mark.parametrize("module, argv", [("cache", ["wipe"]), ("inspect", ["--model", "./no/such/dir"])])
+def test_bad_input_exits_2_with_one_line(module, argv, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", f"minifreeze.{module}", *argv, "--cache-dir" if module == "cache" else "--seq",
+         str(tmp_path) if module == "cache" else "8"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2 and result.stderr.startswith("error: "), result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(

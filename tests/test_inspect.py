@@ -7,6 +7,7 @@ import json
 import pytest
 
 import minifreeze
+from minifreeze import cli
 from minifreeze.config import config_from_dict
 from minifreeze.inspect import main, random_batch, report, training_step
 from minifreeze.profiling import saved_bytes
@@ -118,10 +119,11 @@ def test_compare_json_shows_the_deeper_freeze_smaller(capsys):
         (["--model", "tiny", "--seq", "600"], "exceeds the model's 512 positions"),
     ],
 )
-def test_bad_input_is_one_line_error(argv, message):
+def test_bad_input_is_one_line_error(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main([*argv, "--batch", "1"])
-    text = str(exit_info.value.code)
+        cli.run(main, [*argv, "--batch", "1"])
+    assert exit_info.value.code == 2  # like every other command
+    text = capsys.readouterr().err.strip()
     assert text.startswith("error: ") and message in text and "\n" not in text
 
 

@@ -111,6 +111,14 @@ def test_bf16_autocast_and_mean_pooling_run(toy_model, toy_data, tmp_path):
     assert minifreeze.load_model(tmp_path / "run" / "model").pooling == "mean"
 
 
+def test_threads_hold_for_the_run_only(toy_model, toy_data, tmp_path):
+    """Sweeps call train() in-process: --threads must not leak into whatever runs next."""
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    run(toy_model, toy_data, tmp_path / "run", "--epochs", "1", "--threads", str(wanted))
+    assert torch.get_num_threads() == before
+
+
 def test_grad_accumulation_matches_one_big_batch(toy_model, toy_data, tmp_path):
     """Two micro-batches of 8 give the step a batch of 16 gives (dropout off, fp32)."""
     a = run(toy_model, toy_data, tmp_path / "a", "--epochs", "1", "--freeze", "2")
