@@ -486,3 +486,29 @@ def test_encode_split_with_the_real_tokenizer(minilm_dir):
     assert encoded.token_type_ids[1] == [0, 0, 0, 1, 1, 1] and encoded.labels == [1, 0]
     tokenizer.has_token_types = False
     assert encode_split(split, tokenizer, max_length=6).token_type_ids is None
+
+
+def test_prefetch_finds_what_a_run_finds(tmp_path, monkeypatch, capsys):
+    """scripts/prefetch.py fetches through the same code as the commands: a cached dataset and a cached
+    model are found (rc 0); a missing one is one error line naming it (rc 1)."""
+    import importlib.util
+
+    from _hubcache import copy_folder_files
+    from conftest import save_hf_classifier
+
+    spec = importlib.util.spec_from_file_location("prefetch", Path(__file__).parents[1] / "scripts/prefetch.py")
+    prefetch = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prefetch)
+    make_hub_cache(tmp_path / "hub", "stanfordnlp/sst2", sst2_hub_files(), repo_type="dataset")
+    save_hf_classifier(tmp_path / "src", "bert")
+    vocab = b"\n".join([b"[PAD]", b"[UNK]", b"[CLS]", b"[SEP]", b"[MASK]", b"good", b"bad"])
+    files = {**copy_folder_files(tmp_path / "src"), "vocab.txt": vocab}
+    make_hub_cache(tmp_path / "hub", "someone/tiny-bert", files)
+    use_offline_cache(monkeypatch, tmp_path / "hub")
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "no-such-data-dir"))  # prefetch must not look there
+    assert prefetch.main(["sst2", "someone/tiny-bert"]) == 0
+    out = capsys.readouterr().out
+    assert "dataset sst2: 10 train, 2 validation" in out and "model someone/tiny-bert:" in out
+    assert prefetch.main(["someone/missing"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: someone/missing: cannot get model") and err.count("\n") == 1
