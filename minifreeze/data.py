@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from . import hub
 from .errors import MinifreezeError
 
 if TYPE_CHECKING:
@@ -49,7 +50,6 @@ EXTENSIONS = (".tsv", ".csv", ".jsonl", ".parquet")
 SPLIT_ALIASES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation"}
 SPLIT_ALIASES |= {"dev": "validation", "test": "test"}
 SENTIMENT = ("negative", "positive")
-TRUE_VALUES = ("1", "ON", "YES", "TRUE")  # how huggingface_hub reads HF_HUB_OFFLINE
 csv.field_size_limit(2**31 - 1)  # long reviews (IMDB) exceed the 128 KiB default
 
 
@@ -361,22 +361,6 @@ def _read_parquet(path: Path, source: str | None = None) -> _Table:
 # --- the Hub ----------------------------------------------------------------------------------------
 
 
-class _HubUnreachable(MinifreezeError):
-    """The Hub could not be asked and the cache does not hold the files (named datasets reword this)."""
-
-    def __init__(self, repo_id: str, revision: str, reason: str) -> None:
-        super().__init__(
-            f"cannot get Hub dataset {repo_id} (revision {revision}): the Hub is unreachable ({reason}) and the "
-            "cache does not hold it; connect once to download it, set HF_HUB_CACHE to a cache that holds it, "
-            "or pass a local file or folder"
-        )
-        self.reason = reason
-
-
-class _NoRevision(MinifreezeError):
-    """The repo exists but not at this revision (e.g. a dataset without a parquet export)."""
-
-
 def _looks_like_hub_id(name: str) -> bool:
     return re.fullmatch(r"[\w.-]+/[\w.-]+(:[\w.-]+)?", name) is not None
 
@@ -386,7 +370,7 @@ def _named_hub_splits(
 ) -> dict[str, list[_Table]]:
     try:
         return _hub_splits(spec.repo_id, revision, folder=spec.folder)
-    except _HubUnreachable as error:
+    except hub.HubUnreachable as error:
         searched = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV)
         where = f"in data dir {searched}" if searched else "in a data dir"
         raise MinifreezeError(
@@ -404,8 +388,8 @@ def _hub_splits(dataset_id: str, revision: str | None, folder: str = "") -> dict
     failures: list[MinifreezeError] = []
     for rev in revisions:
         try:
-            snapshot = _snapshot(repo_id, pattern, rev)
-        except (_HubUnreachable, _NoRevision) as error:
+            snapshot = hub.snapshot(repo_id, [pattern], rev, repo_type="dataset")
+        except (hub.HubUnreachable, hub.HubNoRevision) as error:
             failures.append(error)
             continue
         files = [
@@ -439,35 +423,6 @@ def _one_config(repo_id: str, grouped: dict[str, list[Path]], root: Path) -> dic
             f"Hub dataset {repo_id} has several configs ({', '.join(sorted(configs))}): pass {repo_id}:CONFIG"
         )
     return grouped
-
-
-def _snapshot(repo_id: str, pattern: str, revision: str) -> Path:
-    """snapshot_download with offline mode and cache read from the environment now, not at import."""
-    from huggingface_hub import constants, errors, snapshot_download
-
-    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in TRUE_VALUES
-    cache_dir = os.environ.get("HF_HUB_CACHE") or None
-    try:
-        folder = snapshot_download(
-            repo_id,
-            repo_type="dataset",
-            revision=revision,
-            allow_patterns=[pattern],
-            cache_dir=cache_dir,
-            local_files_only=offline,
-        )
-    except (errors.RepositoryNotFoundError, errors.HFValidationError):
-        raise MinifreezeError(
-            f"dataset {repo_id} is not on the Hub (or is private: log in with `hf auth login`); check the id"
-        ) from None
-    except errors.RevisionNotFoundError:
-        raise _NoRevision(
-            f"dataset {repo_id} has no revision {revision!r} on the Hub; check --revision"
-        ) from None
-    except (errors.LocalEntryNotFoundError, OSError) as error:  # no cached copy and no connection
-        reason = "offline" if offline else f"no connection: {type(error.__cause__ or error).__name__}"
-        raise _HubUnreachable(repo_id, revision, reason) from None
-    return Path(folder)
 
 
 # --- from tables to a Dataset ------------------------------------------------------------------------

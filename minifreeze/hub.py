@@ -6,6 +6,7 @@ decides which files to ask for and turns the client's many exceptions into one l
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -26,6 +27,7 @@ MODEL_FILES = [
     "vocab.json",
     "merges.txt",
 ]
+TRUE_VALUES = ("1", "ON", "YES", "TRUE")  # how huggingface_hub reads HF_HUB_OFFLINE
 LEGACY_WEIGHTS = ["pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*.bin"]
 
 
@@ -42,21 +44,52 @@ def looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 
 
-def snapshot(repo_id: str, patterns: list[str], revision: str | None, repo_type: str = "model") -> Path:
-    """Download (or find in the cache) the files of a Hub repo matching `patterns`."""
-    from huggingface_hub import snapshot_download
+class HubUnreachable(MinifreezeError):
+    """The Hub could not be asked and its cache does not hold the files (callers may reword this)."""
 
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class HubNoRevision(MinifreezeError):
+    """The repo exists but not at this revision (e.g. a dataset without a parquet export)."""
+
+
+def snapshot(repo_id: str, patterns: list[str], revision: str | None, repo_type: str = "model") -> Path:
+    """The files of a Hub repo matching `patterns`, from the Hub or its cache, for models and datasets alike.
+
+    huggingface_hub reads HF_HUB_OFFLINE and HF_HUB_CACHE once, at import; we read them at every call, so
+    that setting them in a running process (a notebook, a test) takes effect.
+    """
+    from huggingface_hub import constants, errors, snapshot_download
+
+    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in TRUE_VALUES
+    what = f"{repo_type} {repo_id!r} (revision {revision or 'main'})"
     try:
-        return Path(
-            snapshot_download(repo_id, repo_type=repo_type, revision=revision, allow_patterns=patterns)
+        folder = snapshot_download(
+            repo_id,
+            repo_type=repo_type,
+            revision=revision,
+            allow_patterns=patterns,
+            cache_dir=os.environ.get("HF_HUB_CACHE") or None,
+            local_files_only=offline,
         )
-    except Exception as err:  # the client raises a dozen kinds; all mean "not available here"
-        reason = type(err).__name__
+    except (errors.RepositoryNotFoundError, errors.HFValidationError):
         raise MinifreezeError(
-            f"cannot get {repo_type} {repo_id!r} (revision {revision or 'main'}) from the Hub or its cache "
-            f"({reason}); connect once to download it (or run scripts/prefetch.py {repo_id}), set "
-            f"HF_HUB_CACHE to a cache that holds it, or pass a local folder"
+            f"{repo_type} {repo_id} is not on the Hub (or is private: log in with `hf auth login`); check the id"
         ) from None
+    except errors.RevisionNotFoundError:
+        raise HubNoRevision(f"{repo_type} {repo_id} has no revision {revision!r} on the Hub; check --revision") from None
+    except Exception as err:  # no cached copy and no connection, or one of the client's other failures
+        reason = "offline" if offline else f"no connection: {type(err.__cause__ or err).__name__}"
+        raise HubUnreachable(
+            f"cannot get {what} from the Hub or its cache ({reason}); connect once to download it (or run "
+            f"scripts/prefetch.py {repo_id}), set HF_HUB_CACHE to a cache that holds it, or pass a local "
+            f"{'folder' if repo_type == 'model' else 'file or folder'}",
+            reason,
+        ) from None
+    return Path(folder)
 
 
 def resolve_model(name_or_path: str, revision: str | None = None) -> Path:

@@ -331,7 +331,8 @@ def test_named_dataset_offline_without_data_says_how_to_get_data(tmp_path, monke
         "imdb", data_dir=tmp_path / "data"
     )
     assert (
-        "cannot get Hub dataset someone/not-cached (revision main): the Hub is unreachable (offline)"
+        "cannot get dataset 'someone/not-cached' (revision main) from the Hub or its cache (offline); "
+        "connect once to download it (or run scripts/prefetch.py someone/not-cached)"
         in load_error("someone/not-cached")
     )
 
