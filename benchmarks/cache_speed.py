@@ -41,8 +41,8 @@ import torch  # noqa: E402
 
 import minifreeze  # noqa: E402
 from benchmarks.machine import command_line, load_average, machine_info, write_results  # noqa: E402
+from minifreeze import batching, data  # noqa: E402
 from minifreeze import cache as frozen_cache  # noqa: E402
-from minifreeze import data  # noqa: E402
 from minifreeze.freezing import freeze  # noqa: E402
 from minifreeze.hub import BUNDLED_MODEL  # noqa: E402
 from minifreeze.optim import make_optimizer  # noqa: E402
@@ -102,13 +102,13 @@ class Depth:
         """(wall, CPU) seconds of one training step in `mode`, collate included (train.py collates per step);
         the suffix's inputs are collated and gathered before its clock starts."""
         if mode == "suffix":
-            batch = data.collate(self.encoded, indices, self.pad_id, 8)
+            batch = batching.collate(self.encoded, indices, self.pad_id, 8)
             ready = (self.cache.hidden("train", batch), batch.attention_mask, batch.labels)
         started, cpu = time.perf_counter(), time.process_time()
         if mode == "suffix":
             loss = self.cache.loss_fn(*ready)[0]
         else:
-            batch = data.collate(self.encoded, indices, self.pad_id, 8)
+            batch = batching.collate(self.encoded, indices, self.pad_id, 8)
             if mode == "cache":
                 loss = self.cache.loss(batch, "train")[0]
             else:
@@ -138,7 +138,7 @@ class Depth:
         """What the cache adds to the suffix, timed alone: collate + copying cached rows into the batch."""
         started = time.perf_counter()
         for indices in batches:
-            self.cache.hidden("train", data.collate(self.encoded, indices, self.pad_id, 8))
+            self.cache.hidden("train", batching.collate(self.encoded, indices, self.pad_id, 8))
         return time.perf_counter() - started
 
 
@@ -226,14 +226,14 @@ def main(argv: list[str] | None = None) -> int:
         for k in args.depths or DEFAULT_DEPTHS[name]:
             depths[name, k] = Depth(base, k, encoded, tokenizer.pad_id, args)
             print(f"{name} depth {k}: cache built in {depths[name, k].build_seconds:.2f} s", flush=True)
-    warmup = data.length_grouped_batches(encoded.lengths, args.batch_size, seed=1, epoch=0)[: args.warmup]
+    warmup = batching.length_grouped_batches(encoded.lengths, args.batch_size, seed=1, epoch=0)[: args.warmup]
     for depth in depths.values():  # first calls pay for allocations and kernel selection: not timed
         depth.epoch(warmup)
     times = {key: {m: [] for m in MODES} for key in depths}
     cpu = {key: {m: [] for m in MODES} for key in depths}
     gather = {key: [] for key in depths}
     for rep in range(args.reps):
-        batches = data.length_grouped_batches(encoded.lengths, args.batch_size, seed=0, epoch=rep)
+        batches = batching.length_grouped_batches(encoded.lengths, args.batch_size, seed=0, epoch=rep)
         for key, depth in depths.items():
             for mode, (wall, used) in depth.epoch(batches).items():
                 times[key][mode].append(wall)

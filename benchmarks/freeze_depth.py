@@ -371,7 +371,7 @@ def load_train_split(args: argparse.Namespace, model: nn.Module, max_length: int
 
 def data_batches(args: argparse.Namespace, model: nn.Module, count: int) -> tuple[list[Batch], str]:
     """`count` batches of real sentences, truncated and padded to --seq-len (fixed shape, like random)."""
-    from minifreeze.data import collate
+    from minifreeze.batching import collate
 
     encoded, pad_id, note = load_train_split(args, model, args.seq_len, args.batch_size * count)
     batches = []
@@ -817,7 +817,7 @@ class EpochSide:
     side: Side
     order: list[list[int]]
     pad_multiple: int
-    raw_batches: bool = False  # the loss takes data.Batch itself (the cache needs the examples' indices)
+    raw_batches: bool = False  # the loss takes batching.Batch itself (the cache needs the examples' indices)
     seconds: float = 0.0
     real: int = 0
     padded: int = 0
@@ -857,7 +857,7 @@ def cache_epoch_side(
 def run_epoch(args: argparse.Namespace) -> int:
     """One epoch per depth, interleaved step by step: the peer (random batches, padded to their longest)
     against minifreeze (length-grouped batches, no_grad prefix) and, with --cache, minifreeze + cache."""
-    from minifreeze.data import collate, length_grouped_batches, random_batches
+    from minifreeze.batching import collate, length_grouped_batches, random_batches
 
     setup_args = argparse.Namespace(**{**vars(args), "modes": ["nograd", "peer"]})
     setup, peer_note = build_setup(setup_args)

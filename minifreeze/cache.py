@@ -3,7 +3,7 @@
 With the frozen prefix in eval mode, its output for an example is a pure function of that example's token
 ids (and the frozen weights). So `--cache-frozen` runs the prefix once per training and validation example,
 keeps each output unpadded ([len_i, H] in `--cache-dtype`), and every epoch and evaluation after that
-feeds the cached rows (padded exactly as `data.collate` pads the batch) straight into
+feeds the cached rows (padded exactly as `batching.collate` pads the batch) straight into
 `encoder.suffix(...)` and the head. An epoch then costs the trainable suffix only.
 
 Key, in two levels, so that nothing can go stale and as much as possible is reused:
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import data
+from . import batching, data
 from .errors import MinifreezeError
 
 FORMAT_VERSION = 1  # bump when the layout or the meaning of a key changes: old folders are then ignored
@@ -224,7 +224,7 @@ class FrozenCache:
         self.loss_fn = self._suffix_loss
         self.logits_fn = self._suffix_logits
 
-    def hidden(self, split: str, batch: data.Batch) -> torch.Tensor:
+    def hidden(self, split: str, batch: batching.Batch) -> torch.Tensor:
         """The prefix output of a batch [B, T, H], padded with zeros like `collate` pads (the suffix masks
         padded keys, so the real tokens' results do not depend on what the padding holds)."""
         b, t = batch.input_ids.shape
@@ -240,11 +240,11 @@ class FrozenCache:
     def _suffix_logits(self, hidden, mask):
         return self.model.head(self.model.encoder.suffix(hidden, mask), mask)
 
-    def loss(self, batch: data.Batch, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(self, batch: batching.Batch, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, logits) of a batch of `split`, as `model.loss` returns them, from the cached prefix."""
         return self.loss_fn(self.hidden(split, batch), batch.attention_mask, batch.labels)
 
-    def logits(self, batch: data.Batch, split: str = "validation") -> torch.Tensor:
+    def logits(self, batch: batching.Batch, split: str = "validation") -> torch.Tensor:
         return self.logits_fn(self.hidden(split, batch), batch.attention_mask)
 
     def compile(self, loss: bool = True) -> None:
@@ -377,9 +377,9 @@ def _compute_shard(model, splits, missing, store: Store, pad_id, batch_size, dev
     with torch.no_grad():
         for name in splits:
             mine = [j for j, (owner, _) in enumerate(owners) if owner == name]
-            for batch_rows in data.sorted_batches(lengths[mine], batch_size):
+            for batch_rows in batching.sorted_batches(lengths[mine], batch_size):
                 picked = [mine[r] for r in batch_rows]
-                batch = data.collate(splits[name], [owners[j][1] for j in picked], pad_id, 8).to(device)
+                batch = batching.collate(splits[name], [owners[j][1] for j in picked], pad_id, 8).to(device)
                 out = model.encoder.prefix(batch.input_ids, batch.attention_mask, batch.token_type_ids)
                 out = out.to("cpu", DTYPES[store.dtype])
                 for r, j in enumerate(picked):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import cli, data
+from . import batching, cli, data
 from .errors import MinifreezeError
 from .metrics import classification_metrics
 
@@ -27,20 +27,20 @@ def predict_logits(
     pad_id: int,
     batch_size: int,
     device: torch.device,
-    forward: Callable[[data.Batch], torch.Tensor] | None = None,
+    forward: Callable[[batching.Batch], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Logits [N, C] in the split's original order.
 
     `forward(batch) -> logits` replaces the model call, e.g. to score from the frozen-prefix cache.
     """
 
-    def call_model(batch: data.Batch) -> torch.Tensor:
+    def call_model(batch: batching.Batch) -> torch.Tensor:
         return model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
 
     forward = forward or call_model
     chunks, order = [], []
-    for indices in data.sorted_batches(encoded.lengths, batch_size):
-        batch = data.collate(encoded, indices, pad_id, 8).to(device)
+    for indices in batching.sorted_batches(encoded.lengths, batch_size):
+        batch = batching.collate(encoded, indices, pad_id, 8).to(device)
         chunks.append(forward(batch).float().cpu())
         order.extend(indices)
     logits = torch.cat(chunks)
@@ -53,7 +53,7 @@ def evaluate_split(
     pad_id: int,
     batch_size: int,
     device: torch.device,
-    forward: Callable[[data.Batch], torch.Tensor] | None = None,
+    forward: Callable[[batching.Batch], torch.Tensor] | None = None,
 ) -> dict:
     start = time.perf_counter()
     logits = predict_logits(model, encoded, pad_id, batch_size, device, forward)

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from . import batching, cli, data, distributed, hub
 from . import cache as frozen_cache
-from . import cli, data, distributed, hub
 from .errors import MinifreezeError
 from .evaluate import evaluate_split
 from .freezing import freeze
@@ -294,7 +294,7 @@ def _train(cfg: TrainConfig) -> dict:
         if cache:
             cache.compile(loss=False)
 
-    def batch_loss(batch: data.Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch_loss(batch: batching.Batch) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast(cfg.amp, device):
             if cache:
                 hidden = cache.hidden("train", batch)
@@ -332,9 +332,9 @@ def _train(cfg: TrainConfig) -> dict:
     try:
         while not finished:
             batches = (
-                data.length_grouped_batches(train_set.lengths, cfg.batch_size, cfg.seed, progress["epoch"])
+                batching.length_grouped_batches(train_set.lengths, cfg.batch_size, cfg.seed, progress["epoch"])
                 if cfg.sampler == "length"
-                else data.random_batches(len(train_set), cfg.batch_size, cfg.seed, progress["epoch"])
+                else batching.random_batches(len(train_set), cfg.batch_size, cfg.seed, progress["epoch"])
             )
             for indices in batches[progress["batch_in_epoch"] :]:
                 step_start = time.perf_counter()
@@ -342,7 +342,7 @@ def _train(cfg: TrainConfig) -> dict:
                 local = distributed.shard(indices, info) or indices[:1]  # a rank with no example still syncs
                 for start in range(0, len(local), micro_batch):
                     part = local[start : start + micro_batch]
-                    batch = data.collate(train_set, part, tokenizer.pad_id, 8).to(device)
+                    batch = batching.collate(train_set, part, tokenizer.pad_id, 8).to(device)
                     loss, _ = batch_loss(batch)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"loss is {loss.item()} at step {progress['step']}")

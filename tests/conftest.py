@@ -174,7 +174,7 @@ def toy_model(tmp_path_factory) -> Path:
 
 def pretrain_on_toy_task(model, tokenizer_dir: Path):
     """A few epochs of plain training, so the toy encoder is 'pretrained' like a real checkpoint."""
-    from minifreeze import data, load_tokenizer
+    from minifreeze import batching, data, load_tokenizer
 
     tokenizer = load_tokenizer(str(tokenizer_dir))
     rows = toy_rows(256, seed=7)
@@ -183,8 +183,8 @@ def pretrain_on_toy_task(model, tokenizer_dir: Path):
     torch.manual_seed(0)
     model.train()
     for epoch in range(8):
-        for indices in data.length_grouped_batches(encoded.lengths, 16, 0, epoch):
-            batch = data.collate(encoded, indices, tokenizer.pad_id)
+        for indices in batching.length_grouped_batches(encoded.lengths, 16, 0, epoch):
+            batch = batching.collate(encoded, indices, tokenizer.pad_id)
             loss, _ = model.loss(batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.labels)
             loss.backward()
             optimizer.step()

@@ -23,7 +23,7 @@ import torch._inductor.config
 from safetensors.torch import load_file
 
 import minifreeze
-from minifreeze import MinifreezeError, data
+from minifreeze import MinifreezeError, batching, data
 from minifreeze import cache as frozen_cache
 from minifreeze.freezing import freeze
 from minifreeze.train import main
@@ -118,7 +118,7 @@ def test_suffix_ignores_what_padding_holds(toy_model, toy_data):
     model.train()
     lengths = splits["train"].lengths
     indices = [int(np.argmax(lengths)), int(np.argmin(lengths)), 3, 4, 5]
-    batch = data.collate(splits["train"], indices, tokenizer.pad_id)
+    batch = batching.collate(splits["train"], indices, tokenizer.pad_id)
     assert batch.num_real_tokens < batch.num_padded_tokens
     prefix = model.encoder.prefix(batch.input_ids, batch.attention_mask, batch.token_type_ids)
     results = []
@@ -138,7 +138,7 @@ def test_cached_rows_are_the_prefix_output(toy_model, toy_data, tmp_path):
     """What `hidden()` hands the suffix is the prefix output at real tokens and zeros at padding."""
     model, tokenizer, splits = toy_setup(toy_model, toy_data, "1")
     cache = build(model, tokenizer, splits, tmp_path, dtype="fp32")
-    batch = data.collate(splits["validation"], list(range(0, 40, 3)), tokenizer.pad_id)
+    batch = batching.collate(splits["validation"], list(range(0, 40, 3)), tokenizer.pad_id)
     mask = batch.attention_mask[..., None].bool()
     with torch.no_grad():
         want = model.encoder.prefix(batch.input_ids, batch.attention_mask, batch.token_type_ids)
@@ -156,7 +156,7 @@ def test_shards_move_to_the_training_device_when_they_fit(toy_model, toy_data, t
     model, tokenizer, splits = toy_setup(toy_model, toy_data, "1")
     cache = build(model, tokenizer, splits, tmp_path / "a")
     moved = build(model, tokenizer, splits, tmp_path / "b", on_device=True)
-    batch = data.collate(splits["train"], list(range(0, 60, 5)), tokenizer.pad_id)
+    batch = batching.collate(splits["train"], list(range(0, 60, 5)), tokenizer.pad_id)
     assert torch.equal(cache.hidden("train", batch), moved.hidden("train", batch))
     assert moved.stats["device"] == "cpu" and "in cpu memory" in moved.report()
     free = {"bytes": 4 * cache.stats["bytes"]}
@@ -189,7 +189,7 @@ def test_larger_than_memory_bound_is_memory_mapped(toy_model, toy_data, tmp_path
     frozen_cache.REGISTRY.clear()
     mapped = build(model, tokenizer, splits, tmp_path / "b", max_gb=0)
     assert in_memory.stats["in_memory"] and not mapped.stats["in_memory"]
-    batch = data.collate(splits["train"], list(range(16)), tokenizer.pad_id)
+    batch = batching.collate(splits["train"], list(range(16)), tokenizer.pad_id)
     assert torch.equal(in_memory.hidden("train", batch), mapped.hidden("train", batch))
     frozen_cache.REGISTRY.clear()
     with pytest.raises(MinifreezeError, match="raise --cache-max-gb or give a --cache-dir"):
@@ -231,7 +231,7 @@ def test_other_max_length_and_edited_data_miss_exactly_the_changed_examples(toy_
     assert 0 < truncated < 256
     cache = build(model, tokenizer, short, tmp_path)
     assert cache.stats["computed"] == truncated
-    batch = data.collate(short["train"], list(range(16)), tokenizer.pad_id)
+    batch = batching.collate(short["train"], list(range(16)), tokenizer.pad_id)
     with torch.no_grad():
         want = model.encoder.prefix(batch.input_ids, batch.attention_mask, batch.token_type_ids)
     mask = batch.attention_mask[..., None].bool()

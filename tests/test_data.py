@@ -15,18 +15,20 @@ import pytest
 import torch
 from _hubcache import make_hub_cache, use_offline_cache
 
-from minifreeze.data import (
-    DATA_DIR_ENV,
+from minifreeze.batching import (
     Batch,
-    EncodedSplit,
-    Split,
     collate,
-    encode_split,
     length_grouped_batches,
-    load_dataset,
     random_batches,
     real_token_fraction,
     sorted_batches,
+)
+from minifreeze.data import (
+    DATA_DIR_ENV,
+    EncodedSplit,
+    Split,
+    encode_split,
+    load_dataset,
     stratified_split,
     stratified_subset,
 )

@@ -24,14 +24,14 @@ BUDGETS = {
     "minifreeze/model.py": 140,
     "minifreeze/config.py": 230,
     "minifreeze/checkpoints.py": 310,
-    "minifreeze/hub.py": 110,
+    "minifreeze/hub.py": 125,  # 110 until one snapshot() served both models and datasets
     "minifreeze/tokenizer.py": 385,
     "minifreeze/freezing.py": 220,
     # the loop: one train(cfg) with phase banners (design notes: around 400 lines)
     "minifreeze/train.py": 450,
-    # planned 450; it was 705 when this budget was set (four file formats, the Hub, batching in one
-    # file). Held close to that size until the lead decides: split it, trim it, or accept it.
-    "minifreeze/data.py": 760,
+    # planned 450; it was 705 with batching inside. Batching now lives in batching.py (default budget);
+    # what is left is four file formats, the Hub and the label checks, each with its one-line errors.
+    "minifreeze/data.py": 600,
     # planned 300 and 350; 330 and 346 at the re-check, with both files complete. Set to that plus ~20%.
     "minifreeze/cache.py": 400,
     "minifreeze/sweep.py": 420,
