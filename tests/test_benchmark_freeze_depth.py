@@ -126,3 +126,17 @@ def test_epoch_mode_runs_on_real_sentences(tmp_path, data_dir, minilm_dir):
         assert r["examples"] == 48 and r["steps"] == 3 and 0 < r["real_token_fraction"] <= 1
     fraction = {r["mode"]: r["real_token_fraction"] for r in rows if r["row"] == "0"}
     assert fraction["nograd"] > fraction["peer"]  # length grouping pads less than random batches
+
+
+def test_frozen_forward_takes_the_four_cases_apart(capsys):
+    """benchmarks/frozen_forward.py: eval/train x no_grad/grad mode, each timed, ratios against the prefix."""
+    from benchmarks import frozen_forward
+
+    threads = torch.get_num_threads()
+    try:
+        argv = "--model tiny --batch-size 2 --seq-len 8 --reps 2 --no-write".split()
+        assert frozen_forward.main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "ms" not in line]
+    assert len(rows) == 4 and rows[0].endswith("| 1.00 |")
