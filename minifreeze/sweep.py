@@ -299,7 +299,7 @@ def cost_table(rows: list[dict]) -> list[str]:
         body.append(
             [spec_label(spec), f"{mean('trainable_params', spec):,.0f}", f"{speed:.1f}"]
             + [f"{speed / reference:.2f}x" if reference else ""]
-            + [f"{mean('wall_seconds', spec, n):.0f}" for n in sizes]
+            + [f"{wall:.0f}" if (wall := mean("wall_seconds", spec, n)) is not None else "—" for n in sizes]
             + [f"{mean('eval_seconds', spec):.0f}", f"{memory:.0f}" if memory else ""]
         )
     header = ["freeze", "trainable params", "train samples/s", "vs freeze 0"]

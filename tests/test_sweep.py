@@ -206,3 +206,16 @@ def test_the_study_protocol_config_parses():
         "1ep",
         "0.5ep",
     )
+
+
+def test_cost_table_with_an_empty_cell():
+    """A spec without finished runs at one train size (a study stopped part-way) shows a dash, no crash."""
+    from minifreeze.sweep import cost_table
+
+    def row(freeze, size):
+        return {"freeze": freeze, "train_size": size, "train_samples_per_second": 10.0, "peak_memory_mib": 900.0,
+                "trainable_params": 1000, "wall_seconds": 60.0, "eval_seconds": 5.0}  # fmt: skip
+
+    lines = cost_table([row("0", 100), row("0", 1000), row("4", 100)])
+    four = next(line for line in lines if line.startswith("| 4 "))
+    assert four.count("—") == 1 and "| 60 |" in four
