@@ -559,45 +559,26 @@ def check_goals(results: list[dict], num_layers: int) -> list[dict]:
     """The issue's three goals on this run, each with its worst case and whether it is met."""
     ours = {r["row"]: r for r in results if r["mode"] == "nograd"}
     goals = []
+
+    def worst_case(goal: str, values: dict[str, float], limit: float) -> dict:
+        worst = max(values, key=values.get)
+        return {"goal": goal, "met": values[worst] <= limit, "worst_row": worst, "worst": values[worst]}
+
     ratios = {row: r["over_peer"] for row, r in ours.items() if "over_peer" in r}
     if ratios:
-        worst = max(ratios, key=ratios.get)
-        goals.append(
-            {
-                "goal": "ours/peer <= 1.0 at every row (aim 0.9)",
-                "met": ratios[worst] <= PEER_GOAL,
-                "worst_row": worst,
-                "worst": ratios[worst],
-                "aim_met": ratios[worst] <= PEER_AIM,
-            }
-        )
+        goal = worst_case("ours/peer <= 1.0 at every row (aim 0.9)", ratios, PEER_GOAL)
+        goals.append({**goal, "aim_met": goal["worst"] <= PEER_AIM})
     depth_rows = [row for row in ours if re.fullmatch(r"\d+", row)]
     bounds = {row: ours[row]["over_bound"] for row in depth_rows if "over_bound" in ours[row]}
     if bounds:
-        worst = max(bounds, key=bounds.get)
-        goals.append(
-            {
-                "goal": "depth-k step within 10% of its analytic bound",
-                "met": bounds[worst] <= BOUND_SLACK,
-                "worst_row": worst,
-                "worst": bounds[worst],
-            }
-        )
+        goals.append(worst_case("depth-k step within 10% of its analytic bound", bounds, BOUND_SLACK))
     if "0" in ours and str(num_layers) in ours:
         full, head = ours["0"]["saved_bytes"], ours[str(num_layers)]["saved_bytes"]
         excess = {
             row: ours[row]["saved_bytes"] / ((num_layers - int(row)) / num_layers * full + head)
             for row in depth_rows
         }
-        worst = max(excess, key=excess.get)
-        goals.append(
-            {
-                "goal": "saved bytes at depth k <= (L-k)/L of depth 0 + the head",
-                "met": excess[worst] <= 1.0,
-                "worst_row": worst,
-                "worst": excess[worst],
-            }
-        )
+        goals.append(worst_case("saved bytes at depth k <= (L-k)/L of depth 0 + the head", excess, 1.0))
     return goals
 
 
