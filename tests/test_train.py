@@ -99,6 +99,28 @@ def test_same_seed_same_result_other_seed_differs(toy_model, toy_data, tmp_path)
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
 
 
+def test_evaluating_more_often_does_not_change_training(toy_model, toy_data, tmp_path):
+    """Evaluation draws no random numbers and touches no weights, so a finer --eval-every sees the same
+    trajectory: the study relies on this to compare best scores across evaluation cadences."""
+    coarse = tmp_path / "coarse"
+    fine = tmp_path / "fine"
+    run(toy_model, toy_data, coarse, "--eval-every", "1ep", "--freeze", "1")  # dropout on in layer 1
+    run(toy_model, toy_data, fine, "--eval-every", "0.5ep", "--freeze", "1")
+
+    def records(folder):
+        lines = (folder / "metrics.jsonl").read_text().splitlines()
+        return {r["step"]: r for r in map(json.loads, lines)}
+
+    by_step_coarse, by_step_fine = records(coarse), records(fine)
+    assert len(by_step_fine) == 2 * len(by_step_coarse) == 6
+    for step, record in by_step_coarse.items():
+        for key in ("accuracy", "loss", "train_loss"):
+            assert by_step_fine[step][key] == record[key], (step, key)
+    wa = load_file(str(coarse / "last" / "model.safetensors"))
+    wb = load_file(str(fine / "last" / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
 @pytest.mark.parametrize("spec", ["head", "top:1", "bitfit", "random:0.5", r"regex:layers\.1\.|head"])
 def test_every_spec_trains_from_the_cli(toy_model, toy_data, tmp_path, spec):
     summary = run(toy_model, toy_data, tmp_path / "run", "--freeze", spec, "--epochs", "1")
