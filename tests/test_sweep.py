@@ -53,6 +53,8 @@ def test_grid_runs_and_writes_everything(toy_model, toy_data, tmp_path):
     for column in ("accuracy", "mcc", "best_metric", "wall_seconds", "train_samples_per_second"):
         assert float(first[column]) == float(first[column])  # present and a number
     assert float(first["peak_memory_mib"]) > 0 and int(first["trainable_params"]) > 0
+    for row in table:  # one evaluation per run: the maxima are the chosen checkpoint's values
+        assert all(float(row[f"max_{m}"]) == float(row[m]) for m in ("accuracy", "f1", "mcc"))
     assert first["epochs"] == "1" and first["batch_size"] == "16"  # config fields, protocol batch size
     frozen = [r for r in table if r["freeze"] == "1"]
     assert all(int(r["trainable_params"]) < int(first["trainable_params"]) for r in frozen)
@@ -61,6 +63,7 @@ def test_grid_runs_and_writes_everything(toy_model, toy_data, tmp_path):
     assert not (run_dir / "model").exists() and not (run_dir / "last").exists()  # --keep-models is off
     summary = (out / "summary.md").read_text()
     assert "### accuracy" in summary and "### mcc" in summary and "Cost per freeze spec" in summary
+    assert "### max_mcc" in summary and "### max_accuracy" not in summary  # accuracy selects: its max is best
     for plot in ("accuracy_vs_frozen.png", "mcc_vs_frozen.png", "cost_vs_frozen.png"):
         assert (out / plot).stat().st_size > 1000
 
@@ -219,3 +222,25 @@ def test_cost_table_with_an_empty_cell():
     lines = cost_table([row("0", 100), row("0", 1000), row("4", 100)])
     four = next(line for line in lines if line.startswith("| 4 "))
     assert four.count("—") == 1 and "| 60 |" in four
+
+
+def test_runs_csv_keeps_each_metrics_own_maximum(tmp_path):
+    """Selection by MCC keeps one checkpoint; max_accuracy is still the best accuracy of any evaluation."""
+    import json
+
+    from minifreeze.sweep import collect_row
+
+    run_dir = tmp_path / "freeze0-n50-s0"
+    run_dir.mkdir()
+    evals = [dict(step=4, accuracy=0.70, f1=0.82, mcc=0.00), dict(step=8, accuracy=0.64, f1=0.71, mcc=0.12)]
+    lines = [json.dumps(e | {"examples": 10, "samples_per_second": 5.0}) for e in evals]
+    (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    summary = dict(
+        metrics=dict(accuracy=0.64, f1=0.71, mcc=0.12, loss=0.6), best_metric=0.12, stopped="completed"
+    )
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    cfg = train.TrainConfig(out=str(run_dir), metric="mcc")
+    row = collect_row(cfg)
+    assert (row["accuracy"], row["mcc"]) == (0.64, 0.12)  # the chosen checkpoint
+    assert (row["max_accuracy"], row["max_f1"], row["max_mcc"]) == (0.70, 0.82, 0.12)
+    assert row["eval_seconds"] == 4.0
