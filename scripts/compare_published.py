@@ -1,0 +1,88 @@
+"""Our freeze study beside the published RoBERTa-base one, matched by the fraction of the encoder frozen.
+
+    python scripts/compare_published.py docs/study/sst2/runs.csv docs/study/cola/runs.csv
+
+The published study (raphaelb.net/posts/freezing-bert, 2020; its appendix tables are in
+docs/study/published/roberta_base_freezing.csv) froze 0, 2, 4, 8, 10 or 12 of RoBERTa-base's 12 layers
+and reported each run's best validation *accuracy* on SST-2 and CoLA. MiniLM has 6 layers, so k frozen
+layers here are compared with 2k there (the same fraction of the encoder); -1 (embeddings only) and 0 map
+to themselves, and our depth 3 (half) has no published counterpart. Our value is `max_accuracy` from
+runs.csv: the best accuracy over a run's evaluations, the quantity the published tables report, even
+where our sweep chose its checkpoint by MCC (CoLA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+from pathlib import Path
+
+PUBLISHED = Path(__file__).resolve().parents[1] / "docs" / "study" / "published" / "roberta_base_freezing.csv"
+OURS_TO_PUBLISHED = {"-1": "-1", "0": "0", "1": "2", "2": "4", "4": "8", "5": "10", "6": "12"}
+FRACTION = {"-1": "emb", "0": "0", "1": "1/6", "2": "1/3", "4": "2/3", "5": "5/6", "6": "all"}
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def our_means(runs_csv: Path) -> tuple[str, dict[tuple[int, str], tuple[float, int]]]:
+    """(dataset, {(train size, freeze): (mean max_accuracy, runs)}) over the finished runs."""
+    rows = [r for r in read_rows(runs_csv) if r["status"] == "ok"]
+    if not rows or "max_accuracy" not in rows[0]:
+        raise SystemExit(
+            f"{runs_csv}: no finished runs with a max_accuracy column (rebuild it with --report-only)"
+        )
+    cells: dict[tuple[int, str], list[float]] = {}
+    for row in rows:
+        cells.setdefault((int(row["train_size"]), row["freeze"]), []).append(float(row["max_accuracy"]))
+    return rows[0]["dataset"], {key: (statistics.fmean(v), len(v)) for key, v in cells.items()}
+
+
+def published_means(dataset: str, path: Path = PUBLISHED) -> dict[tuple[int, str], float]:
+    return {
+        (int(r["train_size"]), r["frozen_layers"]): float(r["mean"])
+        for r in read_rows(path)
+        if r["dataset"] == dataset
+    }
+
+
+def comparison_table(dataset: str, ours: dict, published: dict) -> list[str]:
+    """Markdown: a row per train size, a column per frozen fraction, cells "ours / published"."""
+    sizes = sorted({size for size, _ in ours} | {size for size, _ in published})
+    header = ["train size", *(f"{FRACTION[d]} ({d} / {p})" for d, p in OURS_TO_PUBLISHED.items())]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for size in sizes:
+        cells = [str(size)]
+        for depth, theirs in OURS_TO_PUBLISHED.items():
+            mine = ours.get((size, depth))
+            left = f"{mine[0]:.3f}" if mine else "—"
+            right = f"{published[size, theirs]:.3f}" if (size, theirs) in published else "—"
+            cells.append(f"{left} / {right}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return [f"**{dataset}**: best validation accuracy, mean over seeds: MiniLM (ours) / RoBERTa-base (published)",
+            "", *lines, ""]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "runs_csv", nargs="+", type=Path, help="a sweep's runs.csv (its dataset is read from it)"
+    )
+    parser.add_argument("--published", type=Path, default=PUBLISHED, help="the published table (CSV)")
+    args = parser.parse_args(argv)
+    for path in args.runs_csv:
+        if not path.is_file():
+            raise SystemExit(f"{path}: no such file (give a sweep's runs.csv, e.g. docs/study/sst2/runs.csv)")
+        dataset, ours = our_means(path)
+        published = published_means(dataset, args.published)
+        if not published:
+            raise SystemExit(f"{args.published}: no published rows for dataset {dataset!r}")
+        print("\n".join(comparison_table(dataset, ours, published)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
