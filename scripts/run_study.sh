@@ -2,7 +2,7 @@
 # The freeze study as it was run for docs/study.md: real MiniLM (bundled:minilm), SST-2 and CoLA.
 #
 # Usage: scripts/run_study.sh [sst2|cola ...]          (default: both, phase by phase)
-#        STUDY_WORK=/tmp/minifreeze-study scripts/run_study.sh sst2 &   (one dataset per process)
+#        STUDY_WORK=$HOME/minifreeze-study scripts/run_study.sh sst2 &   (one dataset per process)
 #        REPORT_ONLY=1 scripts/run_study.sh                 (tables and plots from what finished)
 #
 # Resumable: stop it any time (kill -TERM the python process: the current run stops at its next step and
@@ -17,8 +17,8 @@
 # informative first, the second a superset of the first, so that what finishes first is a complete block.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export MINIFREEZE_DATA_DIR="${MINIFREEZE_DATA_DIR:-/work/shared/data}"
-WORK="${STUDY_WORK:-/tmp/minifreeze-study}"
+export MINIFREEZE_DATA_DIR="${MINIFREEZE_DATA_DIR:-$(cd .. && pwd)/shared/data}"  # ../shared/data by default
+WORK="${STUDY_WORK:-$HOME/minifreeze-study}"  # not /tmp: a machine restart may clear it
 
 COMMON=(--config scripts/study_protocol.toml --model bundled:minilm
         --eval-every 2ep --max-length 64 --eval-batch-size 128 --threads 1

@@ -1,4 +1,4 @@
-"""scripts/compare_published.py: our runs beside the published table, matched by the fraction frozen."""
+"""scripts/compare_published.py (our runs beside the published table) and scripts/compare_followups.py."""
 
 from __future__ import annotations
 
@@ -8,14 +8,19 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_published.py"
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("compare_published", SCRIPT)
+def load(name: str):
+    """A script from scripts/ as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_script():
+    return load("compare_published")
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
@@ -62,3 +67,62 @@ def test_the_committed_published_table_is_complete():
         assert cells == {
             (n, k) for n in (50, 100, 200, 500, 1000) for k in ("-1", "0", "2", "4", "8", "10", "12")
         }
+
+
+def load_followups():
+    return load("compare_followups")
+
+
+def test_followups_pair_seeds_and_name_the_changed_option(tmp_path, capsys):
+    def run(freeze, seed, best, lr="5e-05", status="ok"):
+        return dict(status=status, dataset="sst2", train_size=100, freeze=freeze, seed=seed, lr=lr,
+                    pooling="cls", max_accuracy=best)  # fmt: skip
+
+    study = write_csv(
+        tmp_path / "study.csv", [run(4, 0, 0.50), run(4, 1, 0.60), run(4, 2, 0.90), run(0, 0, 0.7)]
+    )
+    followup_dir = tmp_path / "lr5e-4"
+    followup_dir.mkdir()
+    followup = write_csv(followup_dir / "runs.csv", [run(4, 0, 0.70, "5e-4"), run(4, 1, 0.65, "5e-4"),
+                                                      run(4, 2, 0.0, "5e-4", "failed")])  # fmt: skip
+    load_followups().main([str(study), str(followup)])
+    out = capsys.readouterr().out
+    assert "**lr5e-4** (lr: 5e-05 -> 5e-4)" in out
+    row = next(line for line in out.splitlines() if line.startswith("| 100 | 4 "))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # study mean over its 3 seeds; follow-up over its 2 finished ones; the difference pairs seeds 0 and 1 only
+    assert cells == ["100", "4", "0.667", "0.675", "+0.125 (+0.050 to +0.200)", "2"]
+    assert "| 100 | 0 " not in out  # only the follow-up's cells are listed
+
+
+def test_followups_clear_errors(tmp_path):
+    script = load_followups()
+    with pytest.raises(SystemExit, match="no such file"):
+        script.main([str(tmp_path / "missing.csv"), str(tmp_path / "other.csv")])
+    failed = write_csv(tmp_path / "failed.csv", [dict(status="failed", train_size=50, freeze=0, seed=0)])
+    with pytest.raises(SystemExit, match="no finished runs"):
+        script.main([str(failed), str(failed)])
+    ok = write_csv(tmp_path / "ok.csv", [dict(status="ok", train_size=50, freeze=0, seed=0, accuracy=0.5)])
+    with pytest.raises(SystemExit, match="no column 'max_accuracy'"):
+        script.main([str(ok), str(ok)])
+
+
+def test_gain_kept_is_measured_from_the_majority_class_and_skips_a_depth_0_that_learned_nothing(
+    tmp_path, capsys
+):
+    def run(size, freeze, best):
+        return dict(status="ok", dataset="sst2", train_size=size, freeze=freeze, seed=0,
+                    max_accuracy=best, majority_baseline=0.5)  # fmt: skip
+
+    runs = write_csv(tmp_path / "runs.csv", [run(100, "0", 0.9), run(100, "4", 0.8), run(50, "0", 0.505),
+                                              run(50, "4", 0.6)])  # fmt: skip
+    published = write_csv(tmp_path / "published.csv", [
+        dict(dataset="sst2", train_size=100, frozen_layers=0, mean=0.7),
+        dict(dataset="sst2", train_size=100, frozen_layers=8, mean=0.4999),
+    ])  # fmt: skip
+    load_script().main([str(runs), "--published", str(published), "--gain"])
+    out = capsys.readouterr().out.split("share of full fine-tuning's gain")[1]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+            for line in out.splitlines() if line.startswith("| 5") or line.startswith("| 1")}  # fmt: skip
+    assert rows["100"][4] == "75% / 0%"  # (0.8-0.5)/(0.9-0.5) ours; (0.4999-0.5)/(0.7-0.5) theirs, not "-0%"
+    assert rows["50"][4] == "— / —"  # our depth 0 gained 0.005 over the majority: no meaningful share
