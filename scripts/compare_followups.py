@@ -43,7 +43,7 @@ def by_cell(rows: list[dict], value: str) -> dict[tuple[int, int], dict[int, flo
 
 
 def changed_options(baseline: list[dict], followup: list[dict]) -> list[str]:
-    """'field: base -> new' for every protocol option that takes one value in each sweep and differs."""
+    """'field: base -> new' for every protocol option whose values differ between the two sweeps."""
     changes = []
     for field in PROTOCOL_FIELDS:
         before = {row.get(field, "") for row in baseline}

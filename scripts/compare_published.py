@@ -29,21 +29,23 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def our_means(runs_csv: Path) -> tuple[str, dict[tuple[int, str], tuple[float, int]]]:
-    """(dataset, {(train size, freeze): (mean max_accuracy, runs)}) over the finished runs."""
+def our_means(runs_csv: Path) -> tuple[str, float, dict[tuple[int, str], tuple[float, int]]]:
+    """(dataset, majority-class accuracy, {(train size, freeze): (mean max_accuracy, runs)}) over the
+    finished runs."""
     rows = [r for r in read_rows(runs_csv) if r["status"] == "ok"]
-    if not rows or "max_accuracy" not in rows[0]:
+    if not rows or not {"max_accuracy", "majority_baseline"} <= rows[0].keys():
         raise SystemExit(
-            f"{runs_csv}: no finished runs with a max_accuracy column (rebuild it with --report-only)"
+            f"{runs_csv}: no finished runs with max_accuracy and majority_baseline columns "
+            "(rebuild it with --report-only)"
         )
     cells: dict[tuple[int, str], list[float]] = {}
     for row in rows:
         cells.setdefault((int(row["train_size"]), row["freeze"]), []).append(float(row["max_accuracy"]))
-    return rows[0]["dataset"], {key: (statistics.fmean(v), len(v)) for key, v in cells.items()}
-
-
-def majority_baseline(runs_csv: Path) -> float:
-    return float(next(r for r in read_rows(runs_csv) if r["status"] == "ok")["majority_baseline"])
+    return (
+        rows[0]["dataset"],
+        float(rows[0]["majority_baseline"]),
+        {key: (statistics.fmean(v), len(v)) for key, v in cells.items()},
+    )
 
 
 def published_means(dataset: str, path: Path = PUBLISHED) -> dict[tuple[int, str], float]:
@@ -112,13 +114,13 @@ def main(argv: list[str] | None = None) -> None:
     for path in args.runs_csv:
         if not path.is_file():
             raise SystemExit(f"{path}: no such file (give a sweep's runs.csv, e.g. docs/study/sst2/runs.csv)")
-        dataset, ours = our_means(path)
+        dataset, majority, ours = our_means(path)
         published = published_means(dataset, args.published)
         if not published:
             raise SystemExit(f"{args.published}: no published rows for dataset {dataset!r}")
         print("\n".join(comparison_table(dataset, ours, published)))
         if args.gain:
-            print("\n".join(gain_kept_table(dataset, ours, published, majority_baseline(path))))
+            print("\n".join(gain_kept_table(dataset, ours, published, majority)))
 
 
 if __name__ == "__main__":

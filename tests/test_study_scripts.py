@@ -34,7 +34,7 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
 def test_cells_pair_k_of_6_with_2k_of_12_and_read_max_accuracy(tmp_path, capsys):
     def run(freeze, seed, best, status="ok"):
         return dict(status=status, dataset="cola", train_size=100, freeze=freeze, seed=seed,
-                    accuracy=0.5, max_accuracy=best)  # fmt: skip
+                    accuracy=0.5, max_accuracy=best, majority_baseline=0.5)  # fmt: skip
 
     runs = write_csv(tmp_path / "runs.csv", [run("4", 0, 0.70), run("4", 1, 0.80), run("4", 2, 0.1, "failed"),
                                               run("0", 0, 0.60)])  # fmt: skip
@@ -56,7 +56,7 @@ def test_clear_errors(tmp_path):
     old = write_csv(
         tmp_path / "old.csv", [dict(status="ok", dataset="sst2", train_size=50, freeze="0", accuracy=0.5)]
     )
-    with pytest.raises(SystemExit, match="max_accuracy column .*--report-only"):
+    with pytest.raises(SystemExit, match="max_accuracy and majority_baseline columns .*--report-only"):
         script.main([str(old)])
 
 
