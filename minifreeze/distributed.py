@@ -9,6 +9,7 @@ single-process gradient of the whole batch, even when the last batch does not sp
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -111,6 +112,18 @@ def gather(obj, info: Dist) -> list:
     return out
 
 
-def teardown(info: Dist) -> None:
-    if info.enabled and dist.is_initialized():
-        dist.destroy_process_group()
+def teardown(run_finished: bool) -> None:
+    """Leave the process group while the interpreter is fully alive, never at exit.
+
+    A gloo group still referenced at interpreter shutdown (DDP's reducer holds one, and modules with
+    hooks sit in reference cycles) is destroyed during finalization, where it can abort a run that
+    succeeded with "terminate called without an active exception". So collect those cycles first, and
+    after a finished run wait at a barrier so no rank closes its connections while a peer still uses
+    them. After an error there is no barrier: torchrun stops the other ranks.
+    """
+    if not dist.is_initialized():
+        return
+    gc.collect()
+    if run_finished:
+        dist.barrier()
+    dist.destroy_process_group()

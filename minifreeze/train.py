@@ -176,10 +176,14 @@ def train(cfg: TrainConfig) -> dict:
     """Run one fine-tune and return its summary. `--threads` holds for this run only: sweeps and tests call
     train() in-process, and a thread count left behind would silently change every later measurement."""
     threads = torch.get_num_threads()
+    finished = False
     try:
-        return _train(cfg)
+        summary = _train(cfg)
+        finished = True
+        return summary
     finally:
         torch.set_num_threads(threads)
+        distributed.teardown(run_finished=finished)  # once _train's frame, and its DDP module, is gone
 
 
 def _train(cfg: TrainConfig) -> dict:
@@ -457,7 +461,6 @@ def _train(cfg: TrainConfig) -> dict:
     if info.is_main:
         write_json(out / "summary.json", summary)
         print_closing_table(summary, out)
-    distributed.teardown(info)
     return summary
 
 
