@@ -137,6 +137,8 @@ def _remote_splits(
     name: str, columns: _Columns, data_dir: str | Path | None, revision: str | None
 ) -> tuple[dict[str, list[_Table]], _Columns]:
     """A name that is not a path: the data dir, then the Hub (named datasets know their columns)."""
+    if name.startswith((".", "/", "~")) or Path(name).suffix in EXTENSIONS:  # meant as a path: say so
+        raise MinifreezeError(f"no such file or folder: {name}; check the path")
     if (local := _find_in_data_dir(name, data_dir)) is not None:
         return _local_splits(local), columns
     if name in NAMED_DATASETS:

@@ -271,19 +271,10 @@ def _train(cfg: TrainConfig) -> dict:
     )
     scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" and device.type == "cuda" else None
     eval_every = max(1, steps_from(cfg.eval_every, steps_per_epoch, total_steps, "eval-every"))
-    progress = {
-        "step": 0,
-        "epoch": 0,
-        "batch_in_epoch": 0,
-        "best": None,
-        "best_step": 0,
-        "evals": 0,
-        "since_best": 0,
-        "train_examples": 0,
-        "train_seconds": 0.0,
-        "real_tokens": 0,
-        "padded_tokens": 0,
-    }
+    progress = dict(  # the loop's whole state: checkpoints save it, --resume reads it back
+        step=0, epoch=0, batch_in_epoch=0, best=None, best_step=0, evals=0, since_best=0,
+        train_examples=0, train_seconds=0.0, real_tokens=0, padded_tokens=0,
+    )
     if cfg.resume:
         progress = load_state(out / "last", model, optimizer, scheduler, scaler)
         say(f"resumed at step {progress['step']} (epoch {progress['epoch']})")

@@ -222,7 +222,7 @@ def test_wrong_field_count_and_bad_json(tmp_path):
 
 
 def test_unknown_dataset_extension_and_unreadable_files(tmp_path):
-    message = load_error("no_such_dataset")
+    message = load_error("no_such_dataset", data_dir=tmp_path)  # a data dir that exists, with or without ../shared
     assert "unknown dataset 'no_such_dataset'" in message and "sst2" in message and DATA_DIR_ENV in message
     txt = tmp_path / "train.txt"
     txt.write_text("hello\n", encoding="utf-8")
