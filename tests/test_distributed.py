@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 from safetensors.torch import load_file
 
+from minifreeze import distributed
 from minifreeze.distributed import Dist, loss_weight, shard
+from minifreeze.errors import MinifreezeError
 from minifreeze.train import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,6 +59,25 @@ def args(model, data, out, spec):
         "--device",
         "cpu",
     ]
+
+
+def test_teardown_leaves_the_group(tmp_path):
+    """A group left for interpreter exit can abort a finished run (gloo's threads die in finalization)."""
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    distributed.teardown(run_finished=True)
+    assert not dist.is_initialized()
+    distributed.teardown(run_finished=False)  # nothing left to leave: a no-op, not an error
+
+
+def test_train_leaves_the_group_after_success_and_failure(dropout_free_model, toy_data, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(distributed, "teardown", lambda run_finished: calls.append(run_finished))
+    main(args(dropout_free_model, toy_data, tmp_path / "ok", "1"))
+    bad = args(dropout_free_model, toy_data, tmp_path / "bad", "1")
+    bad[bad.index("--dataset") + 1] = str(tmp_path / "missing.tsv")
+    with pytest.raises(MinifreezeError, match="no such file or folder"):
+        main(bad)
+    assert calls == [True, False]  # after an error: no barrier, since the peers may never reach it
 
 
 @pytest.mark.parametrize("spec", ["1", "bitfit"])
