@@ -160,7 +160,7 @@ def write_results(
     folder = Path(root or RESULTS_ROOT) / info["tag"]
     folder.mkdir(parents=True, exist_ok=True)
     command = command or command_line()
-    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     payload = {"command": command, "created_utc": when, "machine": info, **(extra or {}), "rows": rows}
     (folder / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     if jsonl:

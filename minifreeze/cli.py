@@ -10,13 +10,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import tomllib
 import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
-
-import tomllib
 
 from .errors import MinifreezeError
 

@@ -6,7 +6,9 @@ Specs (the `--freeze` option), with L encoder layers and blocks = [embeddings, l
     N (1..L)     the embeddings and the first N layers
     head         everything but the task head (the BERT pooler freezes too, as the blog posts do)
     top:K        all but the last K layers, the pooler and the head (K = 0..L)
-    bitfit       only biases and the head train
+    bitfit       only the bias terms and the task classifier train (BitFit, Ben Zaken et al. 2022): every
+                 `.bias`, plus the head's weights that are created for the task; BERT's pretrained
+                 pooler weight stays frozen, as in `head`
     random:P     a random fraction P of the elements of every encoder tensor is frozen (masked)
     regex:PAT    only parameters whose name matches PAT (re.search) train, e.g. regex:layers\\.(10|11)\\.
 
@@ -60,6 +62,8 @@ class FreezePlan:
             f"frozen prefix: {self.prefix_blocks} of {self.num_layers + 1} blocks; "
             f"under torch.no_grad(): {self.prefix_description() if self.mode == 'no_grad' else 'nothing'}",
         ]
+        touched = "trains (unmasked elements only): " if self.element_masks else "trains: "
+        lines.append(touched + describe_trainable(self.trainable, self.frozen))
         if self.mode == "requires_grad":
             lines.append("mode requires_grad: frozen blocks run under autograd (for comparison only)")
         if self.element_masks:
@@ -70,6 +74,52 @@ class FreezePlan:
         elif self.prefix_blocks == 0 and self.frozen:
             lines.append("no prefix can skip autograd: a trainable part sits at the bottom of the encoder")
         return "\n".join(lines)
+
+
+def describe_trainable(trainable: list[str], frozen: list[str]) -> str:
+    """What trains, by block, in a line a person can check: 'layers 0-3: biases; head: classifier'."""
+    train = set(trainable)
+    parts: dict[str, list[str]] = {}  # block label -> names inside it, in model order
+    for name in [*trainable, *frozen]:
+        block = block_of(name)
+        label = "head" if block is None else "embeddings" if block == 0 else f"layer {block - 1}"
+        parts.setdefault(label, []).append(name)
+    described: list[tuple[str, str]] = []
+    for label, names in sorted(parts.items(), key=lambda item: _block_order(item[0])):
+        mine = [n for n in names if n in train]
+        if not mine:
+            continue
+        if len(mine) == len(names):
+            what = "all"
+        elif all(n.endswith(".bias") for n in mine) and len(mine) == sum(n.endswith(".bias") for n in names):
+            what = "biases"
+        else:
+            prefix = "head." if label == "head" else ""
+            what = ", ".join(n.removeprefix(prefix).split(".layers.")[-1] for n in mine)
+        described.append((label, what))
+    return "; ".join(_merge_layer_runs(described)) or "nothing"
+
+
+def _block_order(label: str) -> int:
+    return -1 if label == "embeddings" else 10**6 if label == "head" else int(label.split()[1])
+
+
+def _merge_layer_runs(described: list[tuple[str, str]]) -> list[str]:
+    """Consecutive layers that train the same way become one entry: 'layers 2-11: all'."""
+    out: list[str] = []
+    run: list[int] = []
+    for i, (label, what) in enumerate(described):
+        if label.startswith("layer "):
+            run.append(int(label.split()[1]))
+            following = described[i + 1] if i + 1 < len(described) else ("", "")
+            if following[0] == f"layer {run[-1] + 1}" and following[1] == what:
+                continue
+            span = f"layer {run[0]}" if len(run) == 1 else f"layers {run[0]}-{run[-1]}"
+            out.append(f"{span}: {what}")
+            run = []
+        else:
+            out.append(f"{label}: {what}")
+    return out
 
 
 def parse_spec(spec: str | int, num_layers: int) -> tuple[str, object]:
@@ -127,7 +177,7 @@ def trains(name: str, kind: str, arg, num_layers: int) -> bool:
     if kind == "top":
         return block is None or block > num_layers - arg
     if kind == "bitfit":
-        return block is None or name.endswith(".bias")
+        return name.endswith(".bias") or (block is None and not name.startswith("head.pooler."))
     if kind == "random":
         return True
     return bool(arg.search(name))

@@ -12,6 +12,52 @@ import torch
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+
+# Set by the tools themselves, not by a test: pytest names the running test, inductor records a pointer.
+TOOL_ENV = ("PYTEST_CURRENT_TEST", "_TORCHINDUCTOR")
+
+
+def _global_state() -> dict:
+    """What one test could change for every later test: the suite must not depend on its file order."""
+    import torch._dynamo.config as dynamo_config
+    import torch._inductor.config as inductor_config
+
+    return {
+        "torch threads": torch.get_num_threads(),
+        "default dtype": torch.get_default_dtype(),
+        "grad mode": torch.is_grad_enabled(),
+        "deterministic algorithms": torch.are_deterministic_algorithms_enabled(),
+        "environment": {k: v for k, v in os.environ.items() if not k.startswith(TOOL_ENV)},
+        "working directory": os.getcwd(),
+        "inductor config": _readable(inductor_config),
+        "dynamo config": _readable(dynamo_config),
+    }
+
+
+def _readable(config) -> dict:
+    """Each option as attribute access sees it: a bad undo can delete the attribute but keep the key."""
+    return {key: getattr(config, key, "<missing>") for key in config.get_config_copy()}
+
+
+@pytest.fixture(autouse=True)
+def no_global_state_left_behind(request):
+    """Fail the test that leaks global state (monkeypatch and friends undo before this check runs)."""
+    before = _global_state()
+    yield
+    after = _global_state()
+    leaks = []
+    for name in before:
+        old, new = before[name], after[name]
+        if old == new:
+            continue
+        if isinstance(old, dict):
+            keys = sorted(k for k in set(old) | set(new) if old.get(k, "<absent>") != new.get(k, "<absent>"))
+            old, new = {k: old.get(k, "<absent>") for k in keys}, {k: new.get(k, "<absent>") for k in keys}
+        leaks.append(f"{name}: {old!r} -> {new!r}")
+    if leaks:
+        pytest.fail(f"{request.node.nodeid} left global state changed: " + "; ".join(leaks), pytrace=False)
+
+
 # Odd sizes on purpose: nothing about the code may assume powers of two.
 TINY = {
     "bert": dict(

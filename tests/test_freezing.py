@@ -76,6 +76,29 @@ def test_head_spec_freezes_the_pooler_too():
     ]
 
 
+@pytest.mark.parametrize("family", ["bert", "roberta", "distilbert"])
+def test_bitfit_trains_exactly_the_biases_and_the_task_classifier(family):
+    """BitFit (Ben Zaken et al.): bias terms + the task classifier; BERT's pretrained pooler weight stays."""
+    from conftest import TINY
+
+    from minifreeze.config import config_from_dict
+
+    model = minifreeze.random_model(config_from_dict({"model_type": family, **TINY[family]}), seed=0)
+    plan = freeze(model, "bitfit")
+    head_weights = {n for n, _ in model.head.named_parameters() if not n.endswith(".bias")}
+    created = {f"head.{n}" for n in head_weights if not n.startswith("pooler.")}
+    expected = {n for n, _ in model.named_parameters() if n.endswith(".bias")} | created
+    assert set(plan.trainable) == expected
+    assert "head.pooler.weight" not in plan.trainable
+    assert "biases" in plan.summary() and "layers 0-" in plan.summary()
+
+
+def test_summary_lists_what_trains():
+    assert "trains: layers 2-3: all; head: all" in freeze(tiny(), "2").summary()
+    assert "trains: head: classifier.weight, classifier.bias" in freeze(tiny(), "head").summary()
+    assert "trains (unmasked elements only)" in freeze(tiny(), "random:0.5").summary()
+
+
 def test_bitfit_and_random_say_no_prefix_can_skip_autograd():
     assert "no prefix can skip autograd" in freeze(tiny(), "bitfit").summary()
     plan = freeze(tiny(), "random:0.25")

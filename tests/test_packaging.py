@@ -103,3 +103,22 @@ def test_import_kernels_from_repo_root_runs_none_of_our_code() -> None:
     hf_kernels_installed = result["file"] is not None  # a real module file, and (checked above) not ours
     if result["transformers_sees_kernels"] is not None and not hf_kernels_installed:
         assert result["transformers_sees_kernels"] is False, result  # our folder is not mistaken for theirs
+
+
+# Standard-library modules newer than some Python we might declare: importing one raises the floor.
+STDLIB_SINCE = {"tomllib": (3, 11), "graphlib": (3, 9), "zoneinfo": (3, 9)}
+
+
+def test_declared_python_has_every_stdlib_module_we_import() -> None:
+    """python_requires once said 3.10 while cli.py imported tomllib (3.11): every command failed there."""
+    parser = configparser.ConfigParser()
+    parser.read(REPO / "setup.cfg")
+    floor = tuple(int(x) for x in parser["options"]["python_requires"].removeprefix(">=").split("."))
+    for path in sorted((REPO / "minifreeze").rglob("*.py")) + sorted((REPO / "kernels").rglob("*.py")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            words = line.split()
+            if len(words) >= 2 and words[0] in ("import", "from") and words[1].split(".")[0] in STDLIB_SINCE:
+                needed = STDLIB_SINCE[words[1].split(".")[0]]
+                assert floor >= needed, (
+                    f"{path.name} imports {words[1]} (Python {needed}) but setup.cfg says {floor}"
+                )
