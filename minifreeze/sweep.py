@@ -311,6 +311,20 @@ def cost_table(rows: list[dict]) -> list[str]:
 
 
 # -------------------------------------------------------------------------------------------- plots
+NO_PLOTS = (
+    "sweep: matplotlib is not installed, so no plots were drawn (the tables are in summary.md): "
+    "pip install matplotlib, then python -m minifreeze.sweep --out {out} --report-only"
+)
+
+
+def plots_available() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _pyplot():
     import matplotlib
 
@@ -388,6 +402,9 @@ def write_report(opts, grid: list[train.TrainConfig], root: Path, metrics: list[
         row.setdefault("peak_memory_mib", float("nan"))
     write_csv(rows, root / "runs.csv")
     ok = [r for r in rows if r["status"] == "ok"]
+    plots = plots_available()  # the tables never depend on matplotlib, an optional dependency
+    if ok and not plots:
+        print(NO_PLOTS.format(out=root))
     lines = [
         f"# Freeze sweep: {opts.model} on {opts.dataset}", "",
         f"{len(ok)} of {len(grid)} runs finished ({len(rows) - len(ok)} failed or incomplete). Best checkpoint "
@@ -398,8 +415,9 @@ def write_report(opts, grid: list[train.TrainConfig], root: Path, metrics: list[
     if ok:
         for metric in metrics:
             lines += metric_tables(ok, metric)
-            plot_metric(ok, metric, root / f"{metric}_vs_frozen.png")
-            lines += [f"![{metric} vs frozen layers]({metric}_vs_frozen.png)", ""]
+            if plots:
+                plot_metric(ok, metric, root / f"{metric}_vs_frozen.png")
+                lines += [f"![{metric} vs frozen layers]({metric}_vs_frozen.png)", ""]
         for metric in metrics[1:]:
             lines += [
                 f"Each run's highest {metric} over all its evaluations, not only at the checkpoint chosen "
@@ -408,8 +426,9 @@ def write_report(opts, grid: list[train.TrainConfig], root: Path, metrics: list[
             ]
             lines += metric_tables(ok, f"max_{metric}")
         lines += cost_table(ok)
-        plot_cost(ok, root / "cost_vs_frozen.png")
-        lines += ["![time and memory vs frozen layers](cost_vs_frozen.png)", ""]
+        if plots:
+            plot_cost(ok, root / "cost_vs_frozen.png")
+            lines += ["![time and memory vs frozen layers](cost_vs_frozen.png)", ""]
     failed = [r for r in rows if r["status"] != "ok"]
     if failed:
         lines += ["### Runs not finished", "", *markdown_table(["run", "status", "error"], [
@@ -441,7 +460,8 @@ def run_sweep(opts, train_fn: Callable[[train.TrainConfig], dict] = train.train)
             write_csv([r for c in grid if (r := collect_row(c))], root / "runs.csv")
     rows = write_report(opts, grid, root, list(dict.fromkeys([opts.metric, *report])))
     failed = sum(r["status"] != "ok" for r in rows)
-    print(f"sweep: wrote {root}/runs.csv, summary.md and plots ({failed} runs failed or incomplete)")
+    drawn = " and plots" if plots_available() else ""
+    print(f"sweep: wrote {root}/runs.csv, summary.md{drawn} ({failed} runs failed or incomplete)")
     return rows
 
 

@@ -244,3 +244,22 @@ def test_runs_csv_keeps_each_metrics_own_maximum(tmp_path):
     assert (row["accuracy"], row["mcc"]) == (0.64, 0.12)  # the chosen checkpoint
     assert (row["max_accuracy"], row["max_f1"], row["max_mcc"]) == (0.70, 0.82, 0.12)
     assert row["eval_seconds"] == 4.0
+
+
+def test_without_matplotlib_the_tables_are_written_and_one_line_says_how_to_plot(
+    toy_model, toy_data, tmp_path, monkeypatch, capsys
+):
+    """It used to crash after all the training, before summary.md was written."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    out = tmp_path / "sweep"
+    rows = run_sweep(
+        options(toy_model, toy_data, out, "--freeze", "0", "--train-sizes", "32", "--seeds", "0,")
+    )
+    assert [r["status"] for r in rows] == ["ok"]
+    summary = (out / "summary.md").read_text()
+    assert "### Cost per freeze spec" in summary and "| mean |" in summary.replace(" mean |", "| mean |")
+    assert ".png" not in summary and not list(out.glob("*.png"))
+    said = [line for line in capsys.readouterr().out.splitlines() if "matplotlib is not installed" in line]
+    assert len(said) == 1 and "--report-only" in said[0]
