@@ -194,7 +194,8 @@ class _Found:
     origin: str
 
     def listing(self) -> str:
-        return ", ".join(PurePosixPath(t.source).name for ts in self.splits.values() for t in ts)
+        """The files, relative to the origin (`train.tsv`, `default/train/0000.parquet`)."""
+        return ", ".join(t.source.removeprefix(self.origin + "/") for ts in self.splits.values() for t in ts)
 
     def choose(self, wanted: str, option: str) -> str | None:
         """The split called `wanted`, else the one `wanted_*` split (MNLI: `validation_matched`); None if neither."""
@@ -234,10 +235,11 @@ def _remote_splits(
         return _local_splits(local), columns, str(local)
     if name in NAMED_DATASETS:
         spec = NAMED_DATASETS[name]
-        splits = _named_hub_splits(name, spec, revision, data_dir)
-        return splits, columns.defaults(spec.text, spec.label, spec.pair), f"Hub dataset {spec.repo_id}"
+        splits, uri = _named_hub_splits(name, spec, revision, data_dir)
+        return splits, columns.defaults(spec.text, spec.label, spec.pair), uri
     if _looks_like_hub_id(name):
-        return _hub_splits(name, revision), columns, f"Hub dataset {name}"
+        splits, uri = _hub_splits(name, revision)
+        return splits, columns, uri
     raise MinifreezeError(
         f"unknown dataset {name!r}: use one of {', '.join(sorted(NAMED_DATASETS))}, a Hub dataset id "
         f"(org/name), a local .tsv/.csv/.jsonl/.parquet file or folder, or put {name}/train.tsv in a data "
@@ -329,7 +331,7 @@ def _looks_like_hub_id(name: str) -> bool:
 
 def _named_hub_splits(
     name: str, spec: HubDataset, revision: str | None, data_dir: str | Path | None
-) -> dict[str, list[Table]]:
+) -> tuple[dict[str, list[Table]], str]:
     try:
         return _hub_splits(spec.repo_id, revision, folder=spec.folder)
     except hub.HubUnreachable as error:
@@ -341,8 +343,11 @@ def _named_hub_splits(
         ) from None
 
 
-def _hub_splits(dataset_id: str, revision: str | None, folder: str = "") -> dict[str, list[Table]]:
-    """The parquet files of a Hub dataset by split: the given revision, else main, else the parquet export."""
+def _hub_splits(
+    dataset_id: str, revision: str | None, folder: str = ""
+) -> tuple[dict[str, list[Table]], str]:
+    """The parquet files of a Hub dataset by split, and the `hf://` address they share: the given
+    revision, else main, else the parquet export."""
     repo_id, _, config = dataset_id.partition(":")
     folder = folder or config
     pattern = f"{folder}/*.parquet" if folder else "*.parquet"
@@ -363,7 +368,7 @@ def _hub_splits(dataset_id: str, revision: str | None, folder: str = "") -> dict
             return {
                 split: [read_parquet(p, f"{uri}/{_relative(p, snapshot)}") for p in paths]
                 for split, paths in _one_config(repo_id, grouped, snapshot).items()
-            }
+            }, uri
     if len(failures) == len(revisions):  # nothing was reached: say why
         raise failures[0]
     raise MinifreezeError(

@@ -29,6 +29,7 @@ from minifreeze.data import (
     Split,
     encode_split,
     load_dataset,
+    load_split,
     stratified_split,
     stratified_subset,
 )
@@ -59,9 +60,9 @@ def parquet_bytes(columns: dict[str, list]) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def load_error(path, **kwargs) -> str:
+def load_error(path, load=load_dataset, **kwargs) -> str:
     with pytest.raises(MinifreezeError) as error:
-        load_dataset(path, **kwargs)
+        load(path, **kwargs)
     message = str(error.value)
     assert "\n" not in message, "user-facing errors are one line"
     return message
@@ -317,6 +318,15 @@ def test_any_hub_dataset_through_the_parquet_export(tmp_path, monkeypatch):
         tmp_path / "hub", "someone/reviews", export, repo_type="dataset", revision="refs/convert/parquet"
     )
     use_offline_cache(monkeypatch, tmp_path / "hub")
+    name, whole = load_split(
+        "someone/reviews", "train", {0: "bad", 1: "good"}, label_column="stars", text_column="body"
+    )
+    assert (name, len(whole)) == ("train", 20)
+    assert load_error("someone/reviews", load=load_split, split="validation", id2label={}) == (
+        "hf://datasets/someone/reviews@refs/convert/parquet has no validation split "
+        "(found: default/train/0000.parquet); pass --split "
+        "with one of train"
+    )
     data = load_dataset("someone/reviews", text_column="body", label_column="stars", split_seed=3)
     assert (
         len(data.train) == 16
