@@ -3,31 +3,33 @@
 Loading: a named dataset (`sst2`, `cola`, ...) comes from a local data dir (`--data-dir` or
 `MINIFREEZE_DATA_DIR`, layout `<dir>/<name>/{train,validation}.tsv`) and else from its parquet files on
 the Hub; any other Hub dataset id is read through its parquet files too; a local file or folder may be
-TSV, CSV, JSON Lines or Parquet. Every problem with the input ends in one `MinifreezeError` line that
-names the file, the line and the fix, because a traceback from deep inside a CSV reader helps nobody.
+TSV, CSV, JSON Lines or Parquet (read in `readers.py`). Every problem with the input ends in one
+`MinifreezeError` line that names the file, the line and the fix.
 
 Choices worth knowing:
-- TSV and CSV are read with CSV quoting (a field may be wrapped in double quotes, `""` inside is one
-  quote), which is how pandas writes them; the shared rotten_tomatoes file relies on it.
-- Labels: integers are kept as class ids (they must be >= 0; the number of classes is the largest + 1);
-  strings are class names, numbered in sorted order. A validation/test label never seen in training is
-  an error, not a new class.
+- Split files: `train`, `validation` (also `dev`, `valid`, `val`) and `test`, with shards; names such as
+  `validation_matched` or `dev_mismatched` are splits too. Training validates on `validation`, else on
+  the only `validation_*` split (several: choose with `validation_split`), else on a stratified, seeded
+  `validation_fraction` of train. `load_split` (evaluation) never holds out: it scores a file, or all
+  files of a split, whole, and needs no train file.
+- Labels: integers are class ids and must be 0..C-1 with every id present in train (a stray 7 in a 0/1
+  file is a typo, not an 8-class task); whole-number floats (`1.0`) count as integers. Strings are class
+  names, numbered in sorted order. Train needs two classes. Decimals (regression) and lists
+  (multi-label) are refused: not supported yet. A validation/test label never seen in training is an
+  error, not a new class.
 - A test split without labels (a missing label column, or every label -1 as in GLUE) is dropped.
 - `amazon_polarity` uses `content` as the text and ignores `title` (pass `text_pair_column="title"`
   to feed it as the second segment).
-- Without a validation split, a stratified `validation_fraction` of train is held out (seeded).
 
 Batches are cut from the encoded splits in `batching.py`.
 """
 
 from __future__ import annotations
 
-import csv
 import fnmatch
-import io
-import json
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -37,6 +39,7 @@ import numpy as np
 
 from . import hub
 from .errors import MinifreezeError
+from .readers import EXTENSIONS, Table, extension, read_file, read_parquet
 
 if TYPE_CHECKING:
     from .tokenizer import Tokenizer
@@ -44,11 +47,9 @@ if TYPE_CHECKING:
 DATA_DIR_ENV = "MINIFREEZE_DATA_DIR"
 TEXT_COLUMNS = ("sentence", "text", "content", "review")
 LABEL_COLUMNS = ("label", "labels")
-EXTENSIONS = (".tsv", ".csv", ".jsonl", ".parquet")
 SPLIT_ALIASES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation"}
 SPLIT_ALIASES |= {"dev": "validation", "test": "test"}
 SENTIMENT = ("negative", "positive")
-csv.field_size_limit(2**31 - 1)  # long reviews (IMDB) exceed the 128 KiB default
 
 
 @dataclass(frozen=True)
@@ -116,40 +117,129 @@ def load_dataset(
     revision: str | None = None,
     split_seed: int = 0,
     validation_fraction: float = 0.2,
+    validation_split: str | None = None,
 ) -> Dataset:
     """Load a named dataset, a Hub dataset id (`org/name`, `org/name:config`) or a local file/folder.
 
     Lookup order: an existing path; `<data dir>/<name>`; a named dataset's Hub repo; a Hub dataset id.
+    `validation_split` names the split to validate on (`validation_matched`); by default `validation`
+    (`dev` counts), else the only `validation_*` split, else a held-out `validation_fraction` of train.
+    """
+    found = _find_splits(
+        name_or_path, _Columns(text_column, label_column, text_pair_column), data_dir, revision
+    )
+    if "train" not in found.splits:
+        raise MinifreezeError(
+            f"{found.origin} has no train file (found: {found.listing()}): add train.tsv (or .csv/.jsonl/"
+            ".parquet); to score these files without training use `python -m minifreeze.evaluate --split NAME`"
+        )
+    validation = found.choose(validation_split or "validation", "--validation-split")
+    if validation_split and validation is None:
+        raise found.missing(validation_split, "--validation-split")
+    if validation == "train":
+        raise MinifreezeError(
+            f"--validation-split {validation_split}: that is the training data; name another split"
+        )
+    tables = {"train": found.splits["train"], "test": found.splits.get("test", [])}
+    tables = {split: ts for split, ts in tables.items() if ts}
+    if validation is not None:
+        tables["validation"] = found.splits[validation]
+    names = NAMED_DATASETS[found.name].names if found.name in NAMED_DATASETS else None
+    return _build_dataset(tables, found.columns, names, found.name, split_seed, validation_fraction)
+
+
+def load_split(
+    name_or_path: str | Path,
+    split: str,
+    id2label: dict[int, str],
+    *,
+    data_dir: str | Path | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    text_pair_column: str | None = None,
+    revision: str | None = None,
+    validation_split: str | None = None,
+) -> tuple[str, Split]:
+    """(its name, the split) for scoring a model whose classes are `id2label`: never a held-out part.
+
+    A file is scored whole and named by its file name; a folder or dataset gives all files of `split`
+    (`validation_split` if set, for `split="validation"`). No train file is needed: labels map to the
+    model's classes (integer ids directly, class names through `id2label`).
     """
     columns = _Columns(text_column, label_column, text_pair_column)
     path = Path(name_or_path).expanduser()
-    if path.exists():
-        name = _canonical_name(path.stem)
-        splits = _local_splits(path)
+    if path.is_file():
+        chosen, tables = path.name, [read_file(path)]
     else:
-        name = _canonical_name(str(name_or_path))
-        splits, columns = _remote_splits(name, columns, data_dir, revision)
-    names = NAMED_DATASETS[name].names if name in NAMED_DATASETS else None
-    return _build_dataset(splits, columns, names, name, split_seed, validation_fraction)
+        found = _find_splits(name_or_path, columns, data_dir, revision)
+        wanted = (
+            validation_split
+            if validation_split and split == "validation"
+            else SPLIT_ALIASES.get(split, split)
+        )
+        chosen = found.choose(wanted, "--validation-split" if split == "validation" else "--split")
+        if chosen is None:
+            raise found.missing(wanted, "--validation-split" if wanted == validation_split else "--split")
+        tables, columns = found.splits[chosen], found.columns
+    return chosen, _to_split([_extract(t, columns) for t in tables], _model_label_encoder(id2label))
+
+
+@dataclass
+class _Found:
+    """The tables of a dataset by split, and where they came from (for messages)."""
+
+    name: str
+    splits: dict[str, list[Table]]
+    columns: _Columns
+    origin: str
+
+    def listing(self) -> str:
+        """The files, relative to the origin (`train.tsv`, `default/train/0000.parquet`)."""
+        return ", ".join(t.source.removeprefix(self.origin + "/") for ts in self.splits.values() for t in ts)
+
+    def choose(self, wanted: str, option: str) -> str | None:
+        """The split called `wanted`, else the one `wanted_*` split (MNLI: `validation_matched`); None if neither."""
+        if wanted in self.splits:
+            return wanted
+        close = sorted(split for split in self.splits if split.startswith(wanted + "_"))
+        if len(close) > 1:
+            raise MinifreezeError(
+                f"{self.origin} has no {wanted} split but {', '.join(close)}: choose one with {option} NAME"
+            )
+        return close[0] if close else None
+
+    def missing(self, wanted: str, option: str) -> MinifreezeError:
+        return MinifreezeError(
+            f"{self.origin} has no {wanted} split (found: {self.listing()}); pass {option} with one of "
+            f"{', '.join(sorted(self.splits))}"
+        )
+
+
+def _find_splits(
+    name_or_path: str | Path, columns: _Columns, data_dir: str | Path | None, revision: str | None
+) -> _Found:
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return _Found(_canonical_name(path.stem), _local_splits(path), columns, str(path))
+    name = _canonical_name(str(name_or_path))
+    return _Found(name, *_remote_splits(name, columns, data_dir, revision))
 
 
 def _remote_splits(
     name: str, columns: _Columns, data_dir: str | Path | None, revision: str | None
-) -> tuple[dict[str, list[_Table]], _Columns]:
+) -> tuple[dict[str, list[Table]], _Columns, str]:
     """A name that is not a path: the data dir, then the Hub (named datasets know their columns)."""
     if name.startswith((".", "/", "~")) or Path(name).suffix in EXTENSIONS:  # meant as a path: say so
         raise MinifreezeError(f"no such file or folder: {name}; check the path")
     if (local := _find_in_data_dir(name, data_dir)) is not None:
-        return _local_splits(local), columns
+        return _local_splits(local), columns, str(local)
     if name in NAMED_DATASETS:
         spec = NAMED_DATASETS[name]
-        return _named_hub_splits(name, spec, revision, data_dir), columns.defaults(
-            spec.text, spec.label, spec.pair
-        )
+        splits, uri = _named_hub_splits(name, spec, revision, data_dir)
+        return splits, columns.defaults(spec.text, spec.label, spec.pair), uri
     if _looks_like_hub_id(name):
-        return _hub_splits(name, revision), columns
-    if Path(name).suffix or name.startswith((".", "/", "~")):
-        raise MinifreezeError(f"no such file or folder: {name}; check the path")
+        splits, uri = _hub_splits(name, revision)
+        return splits, columns, uri
     raise MinifreezeError(
         f"unknown dataset {name!r}: use one of {', '.join(sorted(NAMED_DATASETS))}, a Hub dataset id "
         f"(org/name), a local .tsv/.csv/.jsonl/.parquet file or folder, or put {name}/train.tsv in a data "
@@ -175,24 +265,6 @@ class _Columns:
         return _Columns(self.text or text, self.label or label, self.pair or pair)
 
 
-@dataclass
-class _Table:
-    """One file's columns, read on demand, and where each row sits in the file (for messages)."""
-
-    source: str
-    names: list[str]
-    read: Callable[[str], list[Any]]
-    lines: list[int] | None  # 1-based line of each row (text formats); None: count rows (parquet)
-    num_rows: int
-
-    def where(self, row: int) -> str:
-        return (
-            f"{self.source}, line {self.lines[row]}"
-            if self.lines is not None
-            else f"{self.source}, row {row + 1}"
-        )
-
-
 def _find_in_data_dir(name: str, data_dir: str | Path | None) -> Path | None:
     """`<data dir>/<name>` when the data dir (argument, else env) holds that dataset."""
     root = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV)
@@ -208,23 +280,25 @@ def _find_in_data_dir(name: str, data_dir: str | Path | None) -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def _local_splits(path: Path) -> dict[str, list[_Table]]:
-    """A file is a train split; a folder holds train/validation/test files (shards allowed)."""
+def _local_splits(path: Path) -> dict[str, list[Table]]:
+    """A file is a train split; a folder holds a file (or shards) per split: train, validation, test, ..."""
     if path.is_file():
-        return {"train": [_read_file(path)]}
-    files = [p for p in sorted(path.rglob("*")) if p.is_file() and _extension(p) in EXTENSIONS]
+        return {"train": [read_file(path)]}
+    files = [p for p in sorted(path.rglob("*")) if p.is_file() and extension(p) in EXTENSIONS]
     grouped = _group_by_split(files, path)
-    if "train" not in grouped:
-        found = ", ".join(p.relative_to(path).as_posix() for p in files) or "no data files"
+    if not grouped:
+        found = (
+            ", ".join(p.relative_to(path).as_posix() for p in files) or "no .tsv/.csv/.jsonl/.parquet files"
+        )
         raise MinifreezeError(
-            f"{path} has no train file (found: {found}): add train.tsv (or .csv/.jsonl/.parquet), "
-            "optionally validation.* and test.*"
+            f"{path} has no train, validation or test file (found: {found}): name them train.tsv (or .csv/"
+            ".jsonl/.parquet), validation.* and test.*"
         )
     for split, paths in grouped.items():
-        if len({_extension(p) for p in paths}) > 1:
+        if len({extension(p) for p in paths}) > 1:
             listed = ", ".join(p.name for p in paths)
             raise MinifreezeError(f"{path} has several {split} files ({listed}): keep one format per split")
-    return {split: [_read_file(p) for p in paths] for split, paths in grouped.items()}
+    return {split: [read_file(p) for p in paths] for split, paths in grouped.items()}
 
 
 def _group_by_split(files: list[Path], root: Path) -> dict[str, list[Path]]:
@@ -237,125 +311,15 @@ def _group_by_split(files: list[Path], root: Path) -> dict[str, list[Path]]:
 
 
 def _split_of(relative: PurePosixPath) -> str | None:
-    """The split a file holds: `train.tsv`, `train-00000-of-00002.parquet`, `train/0000.parquet`, `imdb-train.parquet`."""
+    """The split a file holds: `train.tsv`, `train-00000-of-00002.parquet`, `train/0000.parquet`,
+    `imdb-train.parquet`; `dev_matched.tsv` and `validation_matched-0000.parquet` hold `validation_matched`."""
     tokens = relative.name.split(".")[0].split("-")
     parent = relative.parent.name.removeprefix("partial-")  # the parquet export of big splits
     for candidate in (tokens[0], parent, tokens[-1]):
-        if candidate.lower() in SPLIT_ALIASES:
-            return SPLIT_ALIASES[candidate.lower()]
+        head, underscore, tail = candidate.lower().partition("_")
+        if head in SPLIT_ALIASES:
+            return SPLIT_ALIASES[head] + underscore + tail
     return None
-
-
-def _extension(path: Path) -> str:
-    return path.suffix.lower()
-
-
-# --- file readers ---------------------------------------------------------------------------------
-
-
-def _read_file(path: Path) -> _Table:
-    readers = {
-        ".tsv": _read_delimited,
-        ".csv": _read_delimited,
-        ".jsonl": _read_jsonl,
-        ".parquet": _read_parquet,
-    }
-    reader = readers.get(_extension(path))
-    if reader is None:
-        raise MinifreezeError(
-            f"{path}: unsupported file type {path.suffix or '(none)'!r}; use .tsv, .csv, .jsonl or .parquet"
-        )
-    return reader(path)
-
-
-def _read_text(path: Path) -> str:
-    """The file as UTF-8 text; a bad byte is reported with its line, since that is what people can fix."""
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise MinifreezeError(
-            f"cannot read {path}: {error.strerror or error}; check the path and permissions"
-        ) from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise MinifreezeError(
-            f"{path}, line {line}: not valid UTF-8 (byte 0x{data[error.start]:02x}); re-save the file as UTF-8"
-        ) from None
-
-
-def _read_delimited(path: Path) -> _Table:
-    """TSV or CSV with a header line; quoted fields may hold delimiters, quotes and newlines."""
-    text = _read_text(path)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if _extension(path) == ".tsv" else ",")
-    header: list[str] | None = None
-    rows: list[list[str]] = []
-    lines: list[int] = []
-    start = 1
-    try:
-        for record in reader:
-            if header is None:
-                header = [name.strip() for name in record]
-            elif record:  # blank lines carry no example
-                if len(record) != len(header):
-                    raise MinifreezeError(
-                        f"{path}, line {start}: {len(record)} fields but the header has {len(header)}; "
-                        "check for a stray delimiter or an unclosed quote"
-                    )
-                rows.append(record)
-                lines.append(start)
-            start = reader.line_num + 1
-    except csv.Error as error:
-        raise MinifreezeError(f"{path}, line {start}: {error}; fix the quoting on that line") from None
-    if header is None:
-        raise MinifreezeError(
-            f"{path} is empty: expected a header line (e.g. sentence<TAB>label) and examples"
-        )
-    by_name = {name: i for i, name in enumerate(header)}
-    return _Table(str(path), header, lambda name: [row[by_name[name]] for row in rows], lines, len(rows))
-
-
-def _read_jsonl(path: Path) -> _Table:
-    """JSON Lines: one object per line; the first object's keys are the columns."""
-    records: list[dict[str, Any]] = []
-    lines: list[int] = []
-    for number, line in enumerate(_read_text(path).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise MinifreezeError(
-                f"{path}, line {number}: not valid JSON ({error.msg}); one object per line"
-            ) from None
-        if not isinstance(record, dict):
-            raise MinifreezeError(
-                f'{path}, line {number}: expected a JSON object like {{"text": ..., "label": ...}}'
-            )
-        records.append(record)
-        lines.append(number)
-    names = list(records[0]) if records else []
-    return _Table(str(path), names, lambda name: [r.get(name) for r in records], lines, len(records))
-
-
-def _read_parquet(path: Path, source: str | None = None) -> _Table:
-    import pyarrow.parquet as pq  # pyarrow is heavy; only parquet users pay for the import
-
-    try:
-        meta = pq.ParquetFile(path)
-        names, num_rows = list(meta.schema_arrow.names), meta.metadata.num_rows
-    except Exception as error:  # pyarrow raises ArrowInvalid/OSError subclasses for corrupt files
-        raise MinifreezeError(
-            f"cannot read {source or path} as parquet ({error}); re-download or re-export it"
-        ) from None
-    return _Table(
-        source or str(path),
-        names,
-        lambda name: pq.read_table(path, columns=[name]).column(0).to_pylist(),
-        None,
-        num_rows,
-    )
 
 
 # --- the Hub ----------------------------------------------------------------------------------------
@@ -367,7 +331,7 @@ def _looks_like_hub_id(name: str) -> bool:
 
 def _named_hub_splits(
     name: str, spec: HubDataset, revision: str | None, data_dir: str | Path | None
-) -> dict[str, list[_Table]]:
+) -> tuple[dict[str, list[Table]], str]:
     try:
         return _hub_splits(spec.repo_id, revision, folder=spec.folder)
     except hub.HubUnreachable as error:
@@ -379,8 +343,11 @@ def _named_hub_splits(
         ) from None
 
 
-def _hub_splits(dataset_id: str, revision: str | None, folder: str = "") -> dict[str, list[_Table]]:
-    """The parquet files of a Hub dataset by split: the given revision, else main, else the parquet export."""
+def _hub_splits(
+    dataset_id: str, revision: str | None, folder: str = ""
+) -> tuple[dict[str, list[Table]], str]:
+    """The parquet files of a Hub dataset by split, and the `hf://` address they share: the given
+    revision, else main, else the parquet export."""
     repo_id, _, config = dataset_id.partition(":")
     folder = folder or config
     pattern = f"{folder}/*.parquet" if folder else "*.parquet"
@@ -396,16 +363,16 @@ def _hub_splits(dataset_id: str, revision: str | None, folder: str = "") -> dict
             p for p in sorted(snapshot.rglob("*.parquet")) if fnmatch.fnmatch(_relative(p, snapshot), pattern)
         ]
         grouped = _group_by_split(files, snapshot)
-        if "train" in grouped:
+        if grouped:
             uri = f"hf://datasets/{repo_id}@{rev}"
             return {
-                split: [_read_parquet(p, f"{uri}/{_relative(p, snapshot)}") for p in paths]
+                split: [read_parquet(p, f"{uri}/{_relative(p, snapshot)}") for p in paths]
                 for split, paths in _one_config(repo_id, grouped, snapshot).items()
-            }
+            }, uri
     if len(failures) == len(revisions):  # nothing was reached: say why
         raise failures[0]
     raise MinifreezeError(
-        f"Hub dataset {repo_id} has no train parquet files{' under ' + folder if folder else ''}: "
+        f"Hub dataset {repo_id} has no parquet files of a split{' under ' + folder if folder else ''}: "
         "pass ORG/NAME:CONFIG for a config folder, or download the data and pass a local file"
     )
 
@@ -432,14 +399,15 @@ def _one_config(repo_id: str, grouped: dict[str, list[Path]], root: Path) -> dic
 class _Part:
     """The examples of one file with their raw labels (before they become class ids)."""
 
-    table: _Table
+    table: Table
     texts: list[str]
     pairs: list[str] | None
     labels: list[Any]
+    label_column: str
 
 
 def _build_dataset(
-    tables: dict[str, list[_Table]],
+    tables: dict[str, list[Table]],
     columns: _Columns,
     names: tuple[str, ...] | None,
     name: str,
@@ -458,19 +426,19 @@ def _build_dataset(
     return Dataset(splits["train"], splits["validation"], splits.get("test"), id2label, name)
 
 
-def _unlabeled_test(split: str, tables: list[_Table], columns: _Columns) -> bool:
+def _unlabeled_test(split: str, tables: list[Table], columns: _Columns) -> bool:
     """GLUE-style test files have no labels (column absent or all -1): they cannot be evaluated on."""
     if split != "test":
         return False
     for table in tables:
         label = columns.label or _first_present(LABEL_COLUMNS, table.names)
         values = table.read(label) if label in table.names else []
-        if any(v is not None and _as_int(v) != -1 for v in values):
+        if any(v is not None and _as_number(v) != -1 for v in values):
             return False
     return True
 
 
-def _extract(table: _Table, columns: _Columns) -> _Part:
+def _extract(table: Table, columns: _Columns) -> _Part:
     if table.num_rows == 0:
         raise MinifreezeError(
             f"{table.source} has no examples: add rows below the header (or remove the file)"
@@ -483,10 +451,10 @@ def _extract(table: _Table, columns: _Columns) -> _Part:
         if columns.pair
         else None
     )
-    return _Part(table, texts, pairs, table.read(label))
+    return _Part(table, texts, pairs, table.read(label), label)
 
 
-def _column(table: _Table, given: str | None, candidates: Sequence[str], role: str, option: str) -> str:
+def _column(table: Table, given: str | None, candidates: Sequence[str], role: str, option: str) -> str:
     name = given or _first_present(candidates, table.names)
     if name is None or name not in table.names:
         wanted = repr(given) if given else "one of " + ", ".join(candidates)
@@ -501,7 +469,7 @@ def _first_present(candidates: Sequence[str], names: list[str]) -> str | None:
     return next((c for c in candidates if c in names), None)
 
 
-def _texts(table: _Table, column: str) -> list[str]:
+def _texts(table: Table, column: str) -> list[str]:
     values = table.read(column)
     for row, value in enumerate(values):
         if not isinstance(value, str) or not value.strip():
@@ -519,27 +487,31 @@ def _label_encoder(
 ) -> tuple[Callable[[_Part], list[int]], dict[int, str]]:
     """Decide from the training labels how labels become ids; return the mapping and the class names.
 
-    Integer labels are class ids already; string labels are class names, numbered in sorted order.
+    Integer labels are class ids already and must be 0..C-1 with none missing (a typo such as 7 in a 0/1
+    file would otherwise add classes nobody meant); string labels are class names, numbered in sorted
+    order. A classifier needs at least two classes in train.
     """
-    first = train[0].labels[0]
-    integer = _as_int(first) is not None
-    seen: set[Any] = set()
+    integer = isinstance(_label_value(train[0], 0), int)
+    first: dict[Any, tuple[Table, int]] = {}  # each label's first file and row, for messages
+    counts: Counter[Any] = Counter()
     for part in train:
-        for row, value in enumerate(part.labels):
-            seen.add(_check_label(part.table, row, value, integer, names))
+        for row in range(len(part.labels)):
+            label = _check_label(part, row, integer, names)
+            first.setdefault(label, (part.table, row))
+            counts[label] += 1
+    _check_classes(train[0], counts, first, integer)
     if integer:
-        classes = list(range(max(seen) + 1)) if names is None else list(range(len(names)))
-        id2label = {i: names[i] if names else str(i) for i in classes}
+        id2label = {i: names[i] if names else str(i) for i in range(len(names) if names else len(counts))}
     else:
-        id2label = dict(enumerate(sorted(seen)))
+        id2label = dict(enumerate(sorted(counts)))
     to_id = {label: i for i, label in id2label.items()} if not integer else None
 
     def encode(part: _Part) -> list[int]:
         ids = []
-        for row, value in enumerate(part.labels):
-            label = _check_label(part.table, row, value, integer, names)
-            if label not in seen:
-                shown = ", ".join(map(str, sorted(seen)))
+        for row in range(len(part.labels)):
+            label = _check_label(part, row, integer, names)
+            if label not in counts:
+                shown = ", ".join(map(str, sorted(counts)))
                 raise MinifreezeError(
                     f"{part.table.where(row)}: label {label!r} never appears in the training data ({shown}); "
                     "fix the label or add training examples of that class"
@@ -550,39 +522,109 @@ def _label_encoder(
     return encode, id2label
 
 
-def _check_label(table: _Table, row: int, value: Any, integer: bool, names: tuple[str, ...] | None) -> Any:
-    """The label as an int (integer datasets) or a stripped string; anything else is an error."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise MinifreezeError(f"{table.where(row)}: missing label; give every example a label")
-    number = _as_int(value)
-    if integer != (number is not None):
+def _check_classes(
+    part: _Part, counts: Counter[Any], first: dict[Any, tuple[Table, int]], integer: bool
+) -> None:
+    """At least two classes; integer ids without gaps (the first id after a gap is the suspect)."""
+    if len(counts) < 2:
+        (only,) = counts
+        raise MinifreezeError(
+            f"{part.table.source}: every training label in column {part.label_column!r} is {only!r}; a "
+            "classifier needs at least 2 classes: check the label column and the file"
+        )
+    if integer and max(counts) >= len(counts):  # some id below the largest never appears
+        low = next(i for i in range(len(counts)) if i not in counts)
+        suspect = min(label for label in counts if label > low)
+        gap = f"{low}" if suspect == low + 1 else f"{low}..{suspect - 1}"
+        rows = f"{counts[suspect]} row{'s' if counts[suspect] > 1 else ''}"
+        table, row = first[suspect]
+        raise MinifreezeError(
+            f"{table.where(row)}: label {suspect} ({rows}, the first here) leaves a gap: training class ids "
+            f"must be 0..C-1, but no example has label {gap} (labels: {', '.join(map(str, sorted(counts)))}); "
+            "fix the typo, or renumber the classes from 0"
+        )
+
+
+def _check_label(part: _Part, row: int, integer: bool, names: tuple[str, ...] | None) -> Any:
+    """The label as an int (integer datasets) or a class name; anything else is an error."""
+    label = _label_value(part, row)
+    if integer != isinstance(label, int):
         kind = "integers" if integer else "class names"
         raise MinifreezeError(
-            f"{table.where(row)}: label {value!r} mixes with earlier {kind}; use integer ids 0..C-1 or class "
-            "names throughout"
+            f"{part.table.where(row)}: label {part.labels[row]!r} mixes with earlier {kind}; use integer ids "
+            "0..C-1 or class names throughout"
         )
-    if not integer:
-        return str(value).strip()
-    limit = len(names) if names else None
-    if number < 0 or (limit is not None and number >= limit):
-        allowed = f"0..{limit - 1}" if limit else "integers >= 0"
+    if integer and (label < 0 or (names is not None and label >= len(names))):
+        allowed = f"0..{len(names) - 1}" if names else "integers >= 0"
         raise MinifreezeError(
-            f"{table.where(row)}: label {number} is out of range ({allowed}); fix the label"
+            f"{part.table.where(row)}: label {label} is out of range ({allowed}); fix the label"
         )
-    return number
+    return label
 
 
-def _as_int(value: Any) -> int | None:
-    """Integer labels arrive as ints (parquet, JSON), integral floats, or digit strings (TSV/CSV)."""
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _label_value(part: _Part, row: int) -> int | str:
+    """A label as an int class id or a stripped class name; missing, decimal and list labels are refused.
+
+    Whole-number floats (`1.0`, as pandas writes an int column that had a gap) are class ids.
+    """
+    value = part.labels[row]
+    if value is None or value != value or (isinstance(value, str) and not value.strip()):  # None, NaN, ""
+        raise MinifreezeError(f"{part.table.where(row)}: missing label; give every example a label")
+    number = _as_number(value)
+    if number is not None and float(number).is_integer():
+        return int(number)
+    if number is not None:
+        kind = "a number with decimals (regression)"
+    elif isinstance(value, (list, tuple)) or (isinstance(value, str) and value.strip().startswith("[")):
+        kind = "a list (multi-label)"
+    elif not isinstance(value, (str, bool)):
+        kind = f"a {type(value).__name__}"
+    else:
+        return str(value).strip()
+    raise MinifreezeError(
+        f"{part.table.where(row)}: label column {part.label_column!r} holds {value!r}, {kind}; supported are "
+        "integer class ids 0..C-1 or string class names (regression and multi-label are not supported yet)"
+    )
+
+
+def _as_number(value: Any) -> int | float | None:
+    """Labels arrive as ints or floats (parquet, JSON) or as digit strings (TSV/CSV); bools are names."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
+    if isinstance(value, (int, float)):
         return value
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, str) and value.isdigit():  # the common case, fast
         return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
-        return int(value)
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        return int(value) if value.strip().lstrip("+-").isdigit() else float(value)
     return None
+
+
+def _model_label_encoder(id2label: dict[int, str]) -> Callable[[_Part], list[int]]:
+    """Labels as the model's class ids: integers are ids (0..C-1), names go through `id2label`."""
+    to_id = {name: i for i, name in id2label.items()}
+
+    def encode(part: _Part) -> list[int]:
+        ids = []
+        for row in range(len(part.labels)):
+            label = _label_value(part, row)
+            label = to_id.get(label, label) if isinstance(label, str) else label
+            if not isinstance(label, int) or not 0 <= label < len(id2label):
+                classes = ", ".join(f"{i}={name}" for i, name in sorted(id2label.items()))
+                fix = "score data labelled like the training data"
+                if label == -1:
+                    fix = "-1 marks a hidden label (GLUE test sets): score a labelled split"
+                raise MinifreezeError(
+                    f"{part.table.where(row)}: label {part.labels[row]!r} is not one of the model's classes "
+                    f"({classes}); {fix}"
+                )
+            ids.append(label)
+        return ids
+
+    return encode
 
 
 def _to_split(parts: list[_Part], encode: Callable[[_Part], list[int]]) -> Split:

@@ -1,7 +1,11 @@
 """Evaluate a saved model on a dataset split: `python -m minifreeze.evaluate --model DIR --dataset D`.
 
-Prints one JSON object: accuracy, f1, mcc, loss, samples/s and the confusion matrix. `evaluate_split`
-is also what the training loop calls; it batches by length (least padding) since order does not matter.
+Prints one JSON object: accuracy, f1, mcc, loss, samples/s, the confusion matrix, `examples` and the
+split's real name and source. What is scored is always whole: a file given as --dataset is all of it; a
+folder or named dataset gives its --split file(s), never a held-out part of train (a training run's own
+held-out score is in its summary.json). Labels map to the model's classes, so no train file is needed.
+`evaluate_split` is also what the training loop calls; it batches by length (least padding) since order
+does not matter.
 """
 
 from __future__ import annotations
@@ -68,8 +72,15 @@ def evaluate_split(
 @dataclass(frozen=True)
 class EvaluateConfig:
     model: str = cli.option(None, "folder of a trained model (a run's DIR/model) or a Hub id")
-    dataset: str = cli.option("sst2", "named dataset, Hub dataset id, data file or folder")
-    split: str = cli.option("validation", "which split to score", choices=("train", "validation", "test"))
+    dataset: str = cli.option("sst2", "named dataset, Hub dataset id, data file (scored whole) or folder")
+    split: str = cli.option(
+        "validation",
+        "which split to score, whole: train, validation (dev), test or a name such as "
+        "validation_matched; ignored when --dataset is a file",
+    )
+    validation_split: str | None = cli.option(
+        None, "the split that --split validation means, when a folder has several (validation_matched)"
+    )
     data_dir: str | None = cli.option(
         None, "folder with <dataset>/train.tsv etc. (default: $MINIFREEZE_DATA_DIR)"
     )
@@ -94,31 +105,25 @@ def main(argv: list[str] | None = None) -> dict:
         raise MinifreezeError("--model is required: pass a trained model folder (a run's DIR/model)")
     device = pick_device(cfg.device)
     model = load_model(cfg.model).to(device).eval()
-    dataset = data.load_dataset(
+    name, split = data.load_split(
         cfg.dataset,
+        cfg.split,
+        model.config.id2label,
         data_dir=cfg.data_dir,
         text_column=cfg.text_column,
         label_column=cfg.label_column,
         text_pair_column=cfg.text_pair_column,
+        validation_split=cfg.validation_split,
     )
-    split = getattr(dataset, cfg.split)
-    if split is None:
-        raise MinifreezeError(
-            f"dataset {dataset.name} has no labelled {cfg.split} split; use --split validation"
-        )
-    if model.config.num_labels != dataset.num_labels:
-        raise MinifreezeError(
-            f"the model predicts {model.config.num_labels} labels but {dataset.name} has "
-            f"{dataset.num_labels}: evaluate it on the data it was trained for"
-        )
     tokenizer = load_tokenizer(cfg.model)
     encoded = data.encode_split(split, tokenizer, cfg.max_length)
     with autocast(cfg.amp, device) if cfg.amp != "off" else nullcontext():
         result = evaluate_split(model, encoded, tokenizer.pad_id, cfg.batch_size, device)
     result = {
         "model": cfg.model,
-        "dataset": dataset.name,
-        "split": cfg.split,
+        "dataset": cfg.dataset,
+        "split": name,
+        "source": split.source,
         **result,
         "labels": [model.config.id2label[i] for i in range(model.config.num_labels)],
     }

@@ -29,6 +29,7 @@ from minifreeze.data import (
     Split,
     encode_split,
     load_dataset,
+    load_split,
     stratified_split,
     stratified_subset,
 )
@@ -59,9 +60,9 @@ def parquet_bytes(columns: dict[str, list]) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def load_error(path, **kwargs) -> str:
+def load_error(path, load=load_dataset, **kwargs) -> str:
     with pytest.raises(MinifreezeError) as error:
-        load_dataset(path, **kwargs)
+        load(path, **kwargs)
     message = str(error.value)
     assert "\n" not in message, "user-facing errors are one line"
     return message
@@ -107,11 +108,15 @@ def test_csv_quoting_and_string_labels(tmp_path):
 
 
 def test_tsv_reads_quoted_fields_like_the_shared_rotten_tomatoes(tmp_path):
-    (tmp_path / "train.tsv").write_text(
-        'sentence\tlabel\n"a big "" shut up "" to them"\t1\nno "quotes" here\t0\n', encoding="utf-8"
-    )
+    """A TSV whose every quote sits in a whole quoted field (as pandas writes it) is unquoted; one stray
+    quote anywhere means quotes are text, everywhere in the file (see test_data_inputs.py)."""
     write_rows(tmp_path / "validation.tsv", ["sentence", "label"], VALIDATION)
-    assert load_dataset(tmp_path).train.texts == ['a big " shut up " to them', 'no "quotes" here']
+    quoted = 'sentence\tlabel\n"a big "" shut up "" to them"\t1\nno quotes here\t0\n"""x"" y"\t1\n'
+    (tmp_path / "train.tsv").write_text(quoted, encoding="utf-8")
+    assert load_dataset(tmp_path).train.texts == ['a big " shut up " to them', "no quotes here", '"x" y']
+    (tmp_path / "train.tsv").write_text(quoted + 'no "quotes" here\t0\n', encoding="utf-8")
+    texts = load_dataset(tmp_path).train.texts
+    assert texts == ['"a big "" shut up "" to them"', "no quotes here", '"""x"" y"', 'no "quotes" here']
 
 
 def test_pairs_and_explicit_columns(tmp_path):
@@ -222,7 +227,9 @@ def test_wrong_field_count_and_bad_json(tmp_path):
 
 
 def test_unknown_dataset_extension_and_unreadable_files(tmp_path):
-    message = load_error("no_such_dataset", data_dir=tmp_path)  # a data dir that exists, with or without ../shared
+    message = load_error(
+        "no_such_dataset", data_dir=tmp_path
+    )  # a data dir that exists, with or without ../shared
     assert "unknown dataset 'no_such_dataset'" in message and "sst2" in message and DATA_DIR_ENV in message
     txt = tmp_path / "train.txt"
     txt.write_text("hello\n", encoding="utf-8")
@@ -311,6 +318,15 @@ def test_any_hub_dataset_through_the_parquet_export(tmp_path, monkeypatch):
         tmp_path / "hub", "someone/reviews", export, repo_type="dataset", revision="refs/convert/parquet"
     )
     use_offline_cache(monkeypatch, tmp_path / "hub")
+    name, whole = load_split(
+        "someone/reviews", "train", {0: "bad", 1: "good"}, label_column="stars", text_column="body"
+    )
+    assert (name, len(whole)) == ("train", 20)
+    assert load_error("someone/reviews", load=load_split, split="validation", id2label={}) == (
+        "hf://datasets/someone/reviews@refs/convert/parquet has no validation split "
+        "(found: default/train/0000.parquet); pass --split "
+        "with one of train"
+    )
     data = load_dataset("someone/reviews", text_column="body", label_column="stars", split_seed=3)
     assert (
         len(data.train) == 16
@@ -499,7 +515,9 @@ def test_prefetch_finds_what_a_run_finds(tmp_path, monkeypatch, capsys):
     from _hubcache import copy_folder_files
     from conftest import save_hf_classifier
 
-    spec = importlib.util.spec_from_file_location("prefetch", Path(__file__).parents[1] / "scripts/prefetch.py")
+    spec = importlib.util.spec_from_file_location(
+        "prefetch", Path(__file__).parents[1] / "scripts/prefetch.py"
+    )
     prefetch = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(prefetch)
     make_hub_cache(tmp_path / "hub", "stanfordnlp/sst2", sst2_hub_files(), repo_type="dataset")

@@ -32,6 +32,9 @@ BUDGETS = {
     # planned 450; it was 705 with batching inside. Batching now lives in batching.py (default budget);
     # what is left is four file formats, the Hub and the label checks, each with its one-line errors.
     "minifreeze/data.py": 600,
+    # split out of data.py in round 3, when TSV quoting, whole-split evaluation and the label checks
+    # (regression/multi-label refused, class ids without gaps) took data.py to 720 lines.
+    "minifreeze/readers.py": 200,
     # planned 300 and 350; 330 and 346 at the re-check, with both files complete. Set to that plus ~20%.
     "minifreeze/cache.py": 400,
     "minifreeze/sweep.py": 420,
