@@ -345,17 +345,24 @@ def _compute_shard(model, splits, missing, store: Store, pad_id, batch_size, dev
     vectors = _vectors(array, store.dtype)
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        for name in splits:
-            mine = [j for j, (owner, _) in enumerate(owners) if owner == name]
-            for batch_rows in batching.sorted_batches(lengths[mine], batch_size):
-                picked = [mine[r] for r in batch_rows]
-                batch = batching.collate(splits[name], [owners[j][1] for j in picked], pad_id, 8).to(device)
-                out = model.encoder.prefix(batch.input_ids, batch.attention_mask, batch.token_type_ids)
-                out = out.to("cpu", DTYPES[store.dtype])
-                for r, j in enumerate(picked):
-                    vectors[offsets[j] : offsets[j + 1]] = out[r, : lengths[j]]
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            for name in splits:
+                mine = [j for j, (owner, _) in enumerate(owners) if owner == name]
+                for batch_rows in batching.sorted_batches(lengths[mine], batch_size):
+                    picked = [mine[r] for r in batch_rows]
+                    batch = batching.collate(splits[name], [owners[j][1] for j in picked], pad_id, 8)
+                    batch = batch.to(device)
+                    out = model.encoder.prefix(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+                    out = out.to("cpu", DTYPES[store.dtype])
+                    for r, j in enumerate(picked):
+                        vectors[offsets[j] : offsets[j + 1]] = out[r, : lengths[j]]
+    except BaseException:  # an error, or Ctrl-C: leave no half-written shard (it may be GBs) behind
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        model.train(was_training)
     hashes = list(missing)
     if tmp is not None and (name := publish(tmp, array, offsets, hashes, {**description, "key": store.key})):
         store.seen.add(name)

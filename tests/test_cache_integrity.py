@@ -284,6 +284,27 @@ def test_cache_dir_that_is_a_file_is_one_line(toy_model, toy_data, tmp_path):
     assert "\n" not in str(err.value)
 
 
+def test_a_build_that_fails_half_way_leaves_nothing(toy_model, toy_data, tmp_path, monkeypatch):
+    """An error (or Ctrl-C) while the prefix runs: no half-written shard stays on disk, the model's mode is back."""
+    model, tokenizer, splits = toy_setup(toy_model, toy_data, "1")
+    model.train()
+    calls = []
+
+    def fails_second_time(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_prefix(*args)
+
+    real_prefix = model.encoder.prefix
+    monkeypatch.setattr(model.encoder, "prefix", fails_second_time)
+    for max_gb in (4.0, 0.0):
+        calls.clear()
+        with pytest.raises(KeyboardInterrupt):
+            build(model, tokenizer, splits, tmp_path, max_gb=max_gb)
+        assert not shards(tmp_path) and not leftovers(tmp_path) and model.training
+
+
 def test_leftovers_of_killed_builds_are_ignored_and_cleaned(toy_model, toy_data, tmp_path):
     """A killed build leaves its temporary folder: runs ignore it, and remove it once its process is gone
     (a live build's folder, or one whose owner cannot be told and that is recent, is left alone)."""
