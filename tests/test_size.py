@@ -46,7 +46,7 @@ BUDGETS = {
 }
 DEFAULT_BUDGET = 150  # any other file; a module that outgrows it deserves its own line above
 # planned 4500; the package was 4468 lines once every planned module existed, which left no room.
-TOTAL_BUDGET = 5000
+TOTAL_BUDGET = 5200  # 5000 until round 3, when the frozen cache's integrity checks (+160) took main past it
 
 HOW_TO_FIX = (
     "Make it smaller without code golf, or raise the budget in tests/test_size.py: a conscious edit whose "
