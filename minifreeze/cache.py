@@ -21,6 +21,9 @@ examples' hashes. A shard is written once (to a temporary folder, then renamed: 
 a shard) under `<cache dir>/frozen/<prefix key>/`, and kept in memory while the process's cached bytes
 stay under `--cache-max-gb`, else read memory-mapped from disk. Shards live in a module-level registry,
 so later runs in the same process (a sweep) reuse them without touching the disk.
+The disk is not trusted: each file's size and SHA-256 go into the shard's metadata when it is written, and
+are checked when it is opened. A shard that fails (zeroed, truncated, edited, written by round 1 without
+checksums) is reported in one line, and its examples are computed again into a shard that replaces it.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ import hashlib
 import json
 import os
 import shutil
+import socket
+import sys
 import time
 import uuid
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +61,9 @@ HEAD_ONLY_FIELDS = ("num_labels", "id2label", "classifier_dropout")  # config fi
 # A CUDA run keeps the in-memory cache in GPU memory when it takes at most this share of the free memory
 # (the rest is for the suffix's activations): batches are then assembled on the GPU, with no host copies.
 GPU_SHARE = 0.25
+SHARD_FILES = ("vectors.npy", "offsets.npy", "hashes.bin")  # each with its size and SHA-256 in meta.json
+READ_CHUNK = 2**24  # checksums read files in 16 MiB pieces
+STALE_TMP_SECONDS = 3600  # a temporary shard folder of unknown owner this old belongs to no running build
 
 
 def cache_folder(cache_dir: str | None) -> Path | None:
@@ -127,35 +134,6 @@ def example_hashes(encoded: data.EncodedSplit) -> list[bytes]:
 
 
 @dataclass
-class Shard:
-    """Prefix outputs of some examples: example j owns rows offsets[j]:offsets[j + 1] of `vectors`."""
-
-    vectors: torch.Tensor  # [tokens, H] in the storage dtype; in memory or memory-mapped
-    offsets: np.ndarray  # [n + 1] int64
-    hashes: list[bytes]
-    in_memory: bool
-
-
-def _vectors(array: np.ndarray, dtype: str) -> torch.Tensor:
-    return torch.from_numpy(array).view(DTYPES[dtype])
-
-
-def _open_shard(folder: Path, dtype: str, room: int) -> Shard:
-    """A shard from disk: read into memory if it fits in `room` bytes, else memory-mapped.
-
-    The mapping is copy-on-write ("c"): torch wants a writable array, and no write can reach the file.
-    """
-    offsets = np.load(folder / "offsets.npy")
-    raw = (folder / "hashes.bin").read_bytes()
-    hashes = [raw[i : i + EXAMPLE_HASH_BYTES] for i in range(0, len(raw), EXAMPLE_HASH_BYTES)]
-    mapped = np.load(folder / "vectors.npy", mmap_mode="c")
-    in_memory = mapped.nbytes <= room
-    if len(hashes) + 1 != len(offsets) or mapped.shape[0] != offsets[-1]:
-        raise ValueError(f"{len(hashes)} hashes, {len(offsets)} offsets, {mapped.shape[0]} rows")
-    return Shard(_vectors(np.array(mapped) if in_memory else mapped, dtype), offsets, hashes, in_memory)
-
-
-@dataclass
 class Store:
     """All shards of one prefix key (in this process), and where each example hash lives."""
 
@@ -172,17 +150,21 @@ class Store:
         self.shards.append(shard)
 
     def refresh(self) -> None:
-        """Pick up shards written since (by earlier runs or by other processes); skip unreadable ones."""
+        """Pick up shards written since (by earlier runs or other processes). A shard that fails its checks
+        is reported (one line), moved away, and its examples count as missing: they are computed again."""
         if self.folder is None or not self.folder.is_dir():
             return
+        remove_abandoned(self.folder)
         for path in sorted(self.folder.glob("shard-*")):
-            if path.name in self.seen or not (path / "meta.json").is_file():
+            if path.name in self.seen:
+                continue
+            try:
+                self.add(open_shard(path, REGISTRY.room()))
+            except DamagedShard as err:
+                warn(f"shard {path} is damaged ({err}); computing its examples again and replacing it")
+                discard(path)
                 continue
             self.seen.add(path.name)
-            try:
-                self.add(_open_shard(path, self.dtype, REGISTRY.room()))
-            except (OSError, ValueError) as err:  # damaged on disk: its examples are simply computed again
-                warnings.warn(f"frozen cache: ignoring unreadable {path} ({err})", stacklevel=2)
 
 
 class Registry:
@@ -260,8 +242,7 @@ class FrozenCache:
             f"frozen cache: {s['examples']:,} examples, {s['hits']:,} hits, {s['computed']:,} computed in "
             f"{s['build_seconds']:.1f} s (hashing {s['hash_seconds']:.1f} s); {s['bytes'] / 2**20:.1f} MiB "
             f"{s['dtype']} {'memory-mapped' if not s['in_memory'] else 'in ' + s['device'] + ' memory'}; "
-            f"key {s['key']}"
-            + (f" in {s['folder']}" if s["folder"] else " (memory only)")
+            f"key {s['key']}" + (f" in {s['folder']}" if s["folder"] else " (memory only)")
         )
 
 
@@ -348,63 +329,251 @@ def _compute_shard(model, splits, missing, store: Store, pad_id, batch_size, dev
     owners = list(missing.values())  # (split, index) of each example to compute
     lengths = np.array([splits[name].lengths[i] for name, i in owners], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
-    hidden = model.config.hidden_size
-    shape, np_dtype = (int(offsets[-1]), hidden), NUMPY_DTYPES[store.dtype]
-    nbytes = shape[0] * hidden * DTYPES[store.dtype].itemsize
+    shape = (int(offsets[-1]), model.config.hidden_size)
+    nbytes = shape[0] * shape[1] * DTYPES[store.dtype].itemsize
     in_memory = nbytes <= REGISTRY.room()
     if not in_memory and store.folder is None:
         raise MinifreezeError(
             f"the frozen cache needs {nbytes / GIB:.2f} GiB, more than --cache-max-gb allows, and "
             f"--cache-dir is {NO_DISK}: raise --cache-max-gb or give a --cache-dir"
         )
-    tmp = None
-    if store.folder is not None:
-        tmp = store.folder / f".tmp-{uuid.uuid4().hex}"
-        try:
-            tmp.mkdir(parents=True)
-        except OSError as err:
-            raise MinifreezeError(
-                f"cannot write the frozen cache in {store.folder} ({err.strerror or err}): "
-                f"pass a writable --cache-dir, or --cache-dir {NO_DISK} to keep it in memory"
-            ) from None
+    tmp = new_tmp(store.folder) if store.folder is not None else None
     if in_memory:
-        array = np.empty(shape, np_dtype)
+        array = np.empty(shape, NUMPY_DTYPES[store.dtype])
     else:  # written in place on disk: a cache larger than memory never has to fit in it
-        array = np.lib.format.open_memmap(tmp / "vectors.npy", mode="w+", dtype=np_dtype, shape=shape)
+        array = disk_array(tmp, shape, NUMPY_DTYPES[store.dtype])
     vectors = _vectors(array, store.dtype)
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        for name in splits:
-            mine = [j for j, (owner, _) in enumerate(owners) if owner == name]
-            for batch_rows in batching.sorted_batches(lengths[mine], batch_size):
-                picked = [mine[r] for r in batch_rows]
-                batch = batching.collate(splits[name], [owners[j][1] for j in picked], pad_id, 8).to(device)
-                out = model.encoder.prefix(batch.input_ids, batch.attention_mask, batch.token_type_ids)
-                out = out.to("cpu", DTYPES[store.dtype])
-                for r, j in enumerate(picked):
-                    vectors[offsets[j] : offsets[j + 1]] = out[r, : lengths[j]]
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            for name in splits:
+                mine = [j for j, (owner, _) in enumerate(owners) if owner == name]
+                for batch_rows in batching.sorted_batches(lengths[mine], batch_size):
+                    picked = [mine[r] for r in batch_rows]
+                    batch = batching.collate(splits[name], [owners[j][1] for j in picked], pad_id, 8)
+                    batch = batch.to(device)
+                    out = model.encoder.prefix(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+                    out = out.to("cpu", DTYPES[store.dtype])
+                    for r, j in enumerate(picked):
+                        vectors[offsets[j] : offsets[j + 1]] = out[r, : lengths[j]]
+    except BaseException:  # an error, or Ctrl-C: leave no half-written shard (it may be GBs) behind
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        model.train(was_training)
     hashes = list(missing)
-    if tmp is not None:
-        name = _publish(tmp, array, offsets, hashes, description, in_memory)
+    if tmp is not None and (name := publish(tmp, array, offsets, hashes, {**description, "key": store.key})):
         store.seen.add(name)
-        if not in_memory:  # reopen, mapped, from its final place
-            return _open_shard(store.folder / name, store.dtype, 0)
     return Shard(vectors, offsets, hashes, in_memory)
 
 
-def _publish(tmp: Path, array, offsets, hashes: list[bytes], description: dict, in_memory: bool) -> str:
-    """Finish a shard in its temporary folder, rename it into place (atomic; first writer wins): its name."""
-    if in_memory:
-        np.save(tmp / "vectors.npy", array)
-    else:
-        array.flush()
-    np.save(tmp / "offsets.npy", offsets)
-    (tmp / "hashes.bin").write_bytes(b"".join(hashes))
-    meta = {**description, "examples": len(hashes), "tokens": int(offsets[-1])}
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
-    name = "shard-" + hashlib.sha256(b"".join(hashes)).hexdigest()[:24]  # same examples, same name
+# ================================================================================================ shards on disk
+# Everything that reads or writes a shard folder, in one place. A shard folder holds vectors.npy
+# ([tokens, H] in the storage dtype), offsets.npy ([n + 1] int64), hashes.bin (n example hashes) and
+# meta.json: the prefix description, the key, and each data file's size and SHA-256, recorded at publish.
+
+
+@dataclass
+class Shard:
+    """Prefix outputs of some examples: example j owns rows offsets[j]:offsets[j + 1] of `vectors`."""
+
+    vectors: torch.Tensor  # [tokens, H] in the storage dtype; in memory or memory-mapped
+    offsets: np.ndarray  # [n + 1] int64
+    hashes: list[bytes]
+    in_memory: bool
+
+
+class DamagedShard(Exception):
+    """A shard folder that fails a check; the message says which one, in a few words."""
+
+
+def _vectors(array: np.ndarray, dtype: str) -> torch.Tensor:
+    return torch.from_numpy(array).view(DTYPES[dtype])
+
+
+def warn(message: str) -> None:
+    """One line on stderr (warnings.warn prints two, and shows a repeated warning only once)."""
+    print(f"frozen cache: warning: {message}", file=sys.stderr, flush=True)
+
+
+def sha256(path: Path, array: np.ndarray | None = None) -> str:
+    """SHA-256 of a file, read in pieces (a multi-GB shard is streamed, never held twice). With `array`
+    (what the .npy file holds, already read or mapped): of the file's header, then of the array's bytes;
+    the same value, without reading the file again. SHA-256 rather than blake2b: with the CPU's SHA
+    instructions it is the faster of the two here (~1 GiB/s, blake2b half that)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        if array is None:
+            pieces = iter(lambda: f.read(READ_CHUNK), b"")
+        else:
+            digest.update(f.read(os.fstat(f.fileno()).st_size - array.nbytes))  # the .npy header
+            flat = array.reshape(-1).view(np.uint8)
+            pieces = (flat[i : i + READ_CHUNK] for i in range(0, flat.size, READ_CHUNK))
+        for piece in pieces:
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def read_meta(folder: Path) -> dict:
+    if not (folder / "meta.json").is_file():
+        raise DamagedShard("meta.json missing")
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError) as err:
+        raise DamagedShard(f"meta.json unreadable ({getattr(err, 'strerror', None) or err})") from None
+    if not isinstance(meta, dict):
+        raise DamagedShard("meta.json unreadable (not a JSON object)")
+    if not isinstance(meta.get("files"), dict):
+        raise DamagedShard("no checksums: written by a minifreeze that did not keep them")
+    if meta.get("key") != folder.parent.name:
+        raise DamagedShard(f"it belongs to key {meta.get('key')}, not to the key folder it is in")
+    return meta
+
+
+def check_sizes(folder: Path, files: dict) -> None:
+    for name in SHARD_FILES:
+        if not (folder / name).is_file():
+            raise DamagedShard(f"{name} missing")
+        size, want = (folder / name).stat().st_size, files[name]["bytes"]
+        if size != want:
+            raise DamagedShard(
+                f"{'truncated: ' if size < want else ''}{name} has {size:,} bytes, not {want:,}"
+            )
+
+
+def check_sums(folder: Path, files: dict, vectors: np.ndarray) -> None:
+    for name in SHARD_FILES:
+        if sha256(folder / name, vectors if name == "vectors.npy" else None) != files[name]["sha256"]:
+            where = "offsets inconsistent: " if name == "offsets.npy" else ""
+            raise DamagedShard(f"{where}checksum mismatch in {name}")
+
+
+def open_shard(folder: Path, room: int) -> Shard:
+    """A shard from disk, checked; read into memory if it fits in `room` bytes, else memory-mapped.
+
+    Each file must have the size and SHA-256 recorded when it was published: the only way never to train
+    on garbage (bit rot, a truncated copy, a crash before the data reached the disk). That reads every
+    byte once, for a mapped multi-GB shard a read of the file at open: far cheaper than computing it
+    again. The mapping is copy-on-write ("c"): torch wants a writable array, and no write reaches the file.
+    """
+    try:
+        meta = read_meta(folder)
+        check_sizes(folder, meta["files"])
+        offsets = np.load(folder / "offsets.npy")
+        raw = (folder / "hashes.bin").read_bytes()
+        mapped = np.load(folder / "vectors.npy", mmap_mode="c")
+        in_memory = mapped.nbytes <= room
+        vectors = np.array(mapped) if in_memory else mapped
+        check_sums(folder, meta["files"], vectors)
+        dtype = meta["dtype"]
+    except (OSError, ValueError, KeyError, TypeError) as err:  # files replaced while read, odd metadata
+        raise DamagedShard(f"unreadable ({type(err).__name__}: {err})") from None
+    hashes = [raw[i : i + EXAMPLE_HASH_BYTES] for i in range(0, len(raw), EXAMPLE_HASH_BYTES)]
+    if len(hashes) + 1 != len(offsets) or vectors.shape[0] != offsets[-1]:
+        raise DamagedShard(
+            f"offsets inconsistent: {len(offsets)} offsets, {len(hashes)} examples, {vectors.shape[0]} rows"
+        )
+    return Shard(_vectors(vectors, dtype), offsets, hashes, in_memory)
+
+
+def discard(folder: Path) -> None:
+    """Move a damaged shard out of the way (one atomic rename: its replacement can take the name at once),
+    then delete it. If another process moved it first, there is nothing left to do."""
+    trash = folder.parent / f".damaged-{uuid.uuid4().hex}"
+    try:
+        folder.rename(trash)
+    except OSError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def new_tmp(folder: Path) -> Path:
+    """A temporary folder for a shard being built, named after this host and process (see abandoned())."""
+    tmp = folder / f".tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as err:
+        raise MinifreezeError(
+            f"cannot write the frozen cache in {folder} ({err.strerror or err}): "
+            f"pass a writable --cache-dir, or --cache-dir {NO_DISK} to keep it in memory"
+        ) from None
+    return tmp
+
+
+def abandoned(tmp: Path) -> bool:
+    """Whether a temporary shard folder belongs to no running build: its process (named in it) is gone from
+    this host, or, if made on another host or by an older minifreeze, it is older than STALE_TMP_SECONDS."""
+    host, pid, _ = (tmp.name.removeprefix(".tmp-").rsplit("-", 2) + ["", ""])[:3]
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            return True
+        except OSError:
+            pass
+        return False
+    try:
+        return time.time() - tmp.stat().st_mtime > STALE_TMP_SECONDS
+    except OSError:  # removed meanwhile
+        return False
+
+
+def remove_abandoned(folder: Path) -> None:
+    for tmp in folder.glob(".tmp-*"):
+        if abandoned(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def disk_array(tmp: Path, shape: tuple[int, int], np_dtype) -> np.memmap:
+    """vectors.npy mapped for writing, its disk blocks reserved first: a full disk fails here, in one line,
+    before the prefix runs (not with a SIGBUS half-way, writing through the mapping into a sparse file)."""
+    path = tmp / "vectors.npy"
+    try:
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=np_dtype, shape=shape)
+        if hasattr(os, "posix_fallocate"):  # not on macOS: there the file fills up as it is written
+            with open(path, "r+b") as f:
+                os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        size = shape[0] * shape[1] * np.dtype(np_dtype).itemsize / GIB
+        raise MinifreezeError(
+            f"cannot write the frozen cache ({size:.2f} GiB) in {tmp.parent} ({err.strerror or err}): free "
+            "some disk, pass another --cache-dir, or raise --cache-max-gb to keep it in memory"
+        ) from None
+    return array
+
+
+def publish(tmp: Path, array: np.ndarray, offsets, hashes: list[bytes], meta: dict) -> str | None:
+    """Finish a shard in its temporary folder and rename it into place; its name, or None when it could not
+    be written (disk full, ...: one warning line, the run goes on with the shard unsaved, nothing is left).
+
+    The rename is atomic, so a reader sees a whole shard or none. Two runs that computed the same examples
+    give it the same name: the first rename wins, the second run drops its copy (the values are the same).
+    A memory-mapped array stays readable after its folder is renamed or removed (POSIX keeps mapped files).
+    """
+    joined = b"".join(hashes)
+    try:
+        if isinstance(array, np.memmap):
+            array.flush()
+        else:
+            np.save(tmp / "vectors.npy", array)
+        np.save(tmp / "offsets.npy", offsets)
+        (tmp / "hashes.bin").write_bytes(joined)
+        files = {
+            name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256(tmp / name, vectors)}
+            for name, vectors in zip(SHARD_FILES, (array, None, None))
+        }
+        meta = {**meta, "examples": len(hashes), "tokens": int(offsets[-1]), "files": files}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        warn(
+            f"cannot write a shard into {tmp.parent} ({err.strerror or err}); this run goes on with it unsaved"
+        )
+        return None
+    name = "shard-" + hashlib.sha256(joined).hexdigest()[:24]  # same examples, same name
     try:
         tmp.rename(tmp.parent / name)
     except OSError:  # another process published the same examples first: theirs is as good

@@ -1,14 +1,16 @@
-"""Look after the frozen-prefix cache on disk: `python -m minifreeze.cache list | clear | prune`.
+"""Look after the frozen-prefix cache on disk: `python -m minifreeze.cache list | verify | clear | prune`.
 
 The cache never deletes anything by itself: a sweep may come back to a key weeks later, and only the user
 knows whether it will. So reclaiming the disk is an explicit step: `list` shows each key (which model,
 depth and dtype it belongs to, its size and when a run last used it), `clear` removes some keys or all,
-`prune --max-gb N` removes the least recently used keys until at most N GiB remain.
+`prune --max-gb N` removes the least recently used keys until at most N GiB remain. `verify` checks every
+shard as a run does (each file's size and SHA-256) and lists the damaged ones; it removes nothing, since the
+next run that needs their examples computes them again and replaces the shard anyway.
 
 Removal is safe while runs are going: a key folder is first renamed out of the way (one atomic step), so
 a run finds either the whole key or none of it, and a run that already holds shards memory-mapped keeps
 reading them (on Linux the files live until it closes them). Half-written shards that a killed build left
-behind (`.tmp-*`, older than an hour) go with any `clear` or `prune`.
+behind (`.tmp-*` whose process is gone, or older than an hour) go with any `clear` or `prune`.
 """
 
 from __future__ import annotations
@@ -21,17 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import cli
-from .cache import GIB, NO_DISK, cache_folder
+from .cache import GIB, NO_DISK, DamagedShard, abandoned, cache_folder, open_shard
 from .errors import MinifreezeError
-
-STALE_TMP_SECONDS = 3600  # a .tmp-* folder this old belongs to no build still running
 
 
 @dataclass(frozen=True)
 class CacheAdminConfig:
     command: list[str] = cli.option(
         [],
-        "list | clear [KEY ...] (all keys if none; a unique prefix of a key is enough) | prune",
+        "list | verify | clear [KEY ...] (all keys if none; a unique prefix of a key is enough) | prune",
         positional=True,
     )
     cache_dir: str | None = cli.option(
@@ -54,7 +54,7 @@ class Key:
     meta: dict
 
     def line(self) -> str:
-        config = self.meta.get("config", {})
+        config = self.meta.get("config") if isinstance(self.meta.get("config"), dict) else {}
         model = (
             f"{config.get('family', '?')} L{config.get('num_layers', '?')} H{config.get('hidden_size', '?')}"
         )
@@ -81,10 +81,12 @@ def read_keys(root: Path) -> list[Key]:
         metas = []
         for meta_file in sorted(folder.glob("shard-*/meta.json")):
             try:
-                metas.append(json.loads(meta_file.read_text()))
+                meta = json.loads(meta_file.read_text())
             except (OSError, ValueError):  # a damaged shard still takes disk: count it, describe the rest
                 continue
-        examples = sum(m.get("examples", 0) for m in metas)
+            if isinstance(meta, dict):
+                metas.append(meta)
+        examples = sum(m["examples"] for m in metas if isinstance(m.get("examples"), int))
         keys.append(
             Key(folder, folder_bytes(folder), examples, folder.stat().st_mtime, metas[0] if metas else {})
         )
@@ -99,11 +101,24 @@ def remove(folder: Path) -> None:
 
 
 def stale_leftovers(root: Path) -> list[Path]:
-    """Half-written shards of killed builds, and trash a killed `clear` left."""
-    now = time.time()
-    found = [p for p in root.glob(".trash-*")]
-    found += [p for p in root.glob("*/.tmp-*") if now - p.stat().st_mtime > STALE_TMP_SECONDS]
-    return found
+    """Half-written shards of killed builds, and trash a killed `clear` or shard repair left."""
+    return [*root.glob(".trash-*"), *root.glob("*/.damaged-*"), *filter(abandoned, root.glob("*/.tmp-*"))]
+
+
+def verify(keys: list[Key]) -> list[Path]:
+    """Check every shard as a run would; print the damaged ones and return them."""
+    damaged, checked = [], 0
+    for key in keys:
+        for shard in sorted(key.folder.glob("shard-*")):
+            checked += 1
+            try:
+                open_shard(shard, room=0)  # memory-mapped: checked without holding it
+            except DamagedShard as err:
+                print(f"damaged {shard}: {err}")
+                damaged.append(shard)
+    fix = ": the next run that needs their examples computes them again and replaces them" if damaged else ""
+    print(f"{checked} shards checked, {len(damaged)} damaged{fix}")
+    return damaged
 
 
 def pick(keys: list[Key], wanted: list[str]) -> list[Key]:
@@ -119,12 +134,14 @@ def pick(keys: list[Key], wanted: list[str]) -> list[Key]:
     return picked
 
 
-def main(argv: list[str] | None = None) -> list[Key]:
-    """Run a command; returns the keys it listed or removed (for tests)."""
+def main(argv: list[str] | None = None) -> list:
+    """Run a command; returns the keys it listed or removed, or the damaged shards (for tests)."""
     cfg = cli.parse(CacheAdminConfig, argv, "python -m minifreeze.cache", __doc__.split("\n\n")[0])
     command, *names = cfg.command or ["list"]
-    if command not in ("list", "clear", "prune"):
-        raise MinifreezeError(f"unknown command {command!r}: use list, clear [KEY ...] or prune --max-gb N")
+    if command not in ("list", "verify", "clear", "prune"):
+        raise MinifreezeError(
+            f"unknown command {command!r}: use list, verify, clear [KEY ...] or prune --max-gb N"
+        )
     if command == "prune" and (cfg.max_gb is None or cfg.max_gb < 0):
         raise MinifreezeError("prune needs --max-gb N (N >= 0): the most the cache may keep on disk")
     if names and command != "clear":
@@ -135,7 +152,12 @@ def main(argv: list[str] | None = None) -> list[Key]:
     if not root.is_dir():
         print(f"no frozen cache in {root}")
         return []
-    keys = read_keys(root)
+    try:
+        keys = read_keys(root)
+    except OSError as err:
+        raise MinifreezeError(f"cannot read the frozen cache in {root} ({err.strerror or err})") from None
+    if command == "verify":
+        return verify(keys)
     total = sum(k.bytes for k in keys)
     if command == "list":
         print(f"frozen cache in {root}: {len(keys)} keys, {human(total)}")

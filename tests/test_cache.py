@@ -19,6 +19,7 @@ import os
 import numpy as np
 import pytest
 import torch
+import torch._dynamo
 import torch._inductor.config
 from safetensors.torch import load_file
 
@@ -172,15 +173,33 @@ def test_amp_bf16_runs_from_the_cache(toy_model, toy_data, tmp_path):
     assert amp["best_metric"] >= 0.8 and amp["cache"]["dtype"] == "bf16"
 
 
-def test_compiled_suffix_matches_eager(toy_model, toy_data, tmp_path, monkeypatch):
+@pytest.fixture
+def fresh_dynamo():
+    """Compiled graphs, guards and graph counters are process-wide: later tests start from none of ours."""
+    yield
+    torch._dynamo.reset()
+
+
+def test_compiled_suffix_matches_eager(toy_model, toy_data, tmp_path, fresh_dynamo):
     """--compile compiles the suffix path (training loss included); inductor's own dropout RNG would
-    draw other masks than eager, so the comparison asks it to fall back to eager's RNG."""
-    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
+    draw other masks than eager, so the comparison asks it to fall back to eager's RNG.
+
+    Through inductor's own `config.patch`, which restores the option on exit: pytest's monkeypatch writes
+    the module `__dict__` and its undo then *deletes* the config entry, which broke every later compile test
+    ("torch._inductor.config.fallback_random does not exist")."""
     short = ("--freeze", "1", "--max-length", "16", "--cache-frozen", "--cache-dir", str(tmp_path / "cache"))
-    eager = run(toy_model, toy_data, tmp_path / "eager", *short, epochs=1)
-    compiled = run(toy_model, toy_data, tmp_path / "compiled", *short, "--compile", epochs=1)
+    with torch._inductor.config.patch(fallback_random=True):
+        eager = run(toy_model, toy_data, tmp_path / "eager", *short, epochs=1)
+        compiled = run(toy_model, toy_data, tmp_path / "compiled", *short, "--compile", epochs=1)
+    assert not torch._inductor.config.fallback_random
     assert compiled["compiled_graphs"] >= 1 and compiled["cache"]["hits"] == compiled["cache"]["examples"]
     assert compiled["metrics"]["loss"] == pytest.approx(eager["metrics"]["loss"], abs=2e-4)
+
+
+def test_the_compiled_test_leaves_inductor_config_as_it_found_it():
+    """Runs after the compiled test (file order): the option it set still exists, back at its default
+    (with monkeypatch it was gone: reading it raised AttributeError in every later compile test)."""
+    assert torch._inductor.config.fallback_random is False
 
 
 def test_larger_than_memory_bound_is_memory_mapped(toy_model, toy_data, tmp_path):

@@ -36,7 +36,10 @@ BUDGETS = {
     # (regression/multi-label refused, class ids without gaps) took data.py to 720 lines.
     "minifreeze/readers.py": 200,
     # planned 300 and 350; 330 and 346 at the re-check, with both files complete. Set to that plus ~20%.
-    "minifreeze/cache.py": 400,
+    # cache.py: 400 until it grew by ~130 lines for a disk it no longer trusts: SHA-256 of every shard
+    # file checked at open, damaged shards reported, moved away and replaced, full disks and killed builds.
+    "minifreeze/cache.py": 500,
+    "minifreeze/cache_admin.py": 175,  # the default, then `verify` (lists damaged shards)
     "minifreeze/sweep.py": 420,
     "minifreeze/evaluate.py": 150,
     "minifreeze/predict.py": 150,
@@ -46,7 +49,7 @@ BUDGETS = {
 }
 DEFAULT_BUDGET = 150  # any other file; a module that outgrows it deserves its own line above
 # planned 4500; the package was 4468 lines once every planned module existed, which left no room.
-TOTAL_BUDGET = 5000
+TOTAL_BUDGET = 5200  # 5000 until round 3, when the frozen cache's integrity checks (+160) took main past it
 
 HOW_TO_FIX = (
     "Make it smaller without code golf, or raise the budget in tests/test_size.py: a conscious edit whose "
