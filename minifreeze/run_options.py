@@ -30,7 +30,9 @@ def flag(name: str) -> str:
 
 def at_least(cfg, name: str, low, why: str = "") -> None:
     value = getattr(cfg, name)
-    if value is not None and not value >= low:  # `not >=` also catches NaN
+    if value is not None and not math.isfinite(value):
+        raise MinifreezeError(f"{flag(name)} {value}: must be a finite number, at least {low}")
+    if value is not None and value < low:
         raise MinifreezeError(f"{flag(name)} {value}: must be at least {low}{why}")
 
 
@@ -45,8 +47,6 @@ def check(cfg) -> None:
     at_least(cfg, "max_length", 5 if pair else 3, room)
     if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
         raise MinifreezeError(f"--lr {cfg.lr}: must be a positive number, such as 5e-5")
-    if not math.isfinite(cfg.weight_decay) or not math.isfinite(cfg.max_grad_norm):
-        raise MinifreezeError("--weight-decay and --max-grad-norm must be finite numbers")
     if cfg.batch_size % cfg.grad_accum:
         raise MinifreezeError(
             f"--batch-size {cfg.batch_size} is not divisible by --grad-accum {cfg.grad_accum}"

@@ -102,6 +102,8 @@ def one_line_error(capsys, argv) -> str:
         (["--train-size", "-5"], "--train-size -5: must be at least 0"),
         (["--weight-decay", "-1"], "--weight-decay -1.0: must be at least 0"),
         (["--max-grad-norm", "-1"], "--max-grad-norm -1.0: must be at least 0"),
+        (["--weight-decay", "inf"], "--weight-decay inf: must be a finite number, at least 0"),
+        (["--patience", "0", "--cache-max-gb", "nan"], "--cache-max-gb nan: must be a finite number"),
         (["--lr", "-1"], "--lr -1.0: must be a positive number"),
         (["--lr", "0"], "--lr 0.0: must be a positive number"),
         (["--lr", "nan"], "--lr nan: must be a positive number"),
