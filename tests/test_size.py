@@ -48,8 +48,9 @@ BUDGETS = {
 }
 DEFAULT_BUDGET = 150  # any other file; a module that outgrows it deserves its own line above
 # planned 4500; the package was 4468 lines once every planned module existed, which left no room.
-# 5000 until the reliability work added run_folder.py and run_options.py (~260 lines of checks and repairs).
-TOTAL_BUDGET = 5300
+# 5000 until the reliability work added run_folder.py and run_options.py (~280 lines of checks and repairs)
+# while readers.py split out of data.py: 5339 at that merge.
+TOTAL_BUDGET = 5500
 
 HOW_TO_FIX = (
     "Make it smaller without code golf, or raise the budget in tests/test_size.py: a conscious edit whose "
