@@ -226,7 +226,15 @@ def hub_config(model: torch.nn.Module) -> dict:
 
 
 def write_atomically(target: Path, fill) -> None:
-    """Build a folder with `fill(tmp_folder)`, then swap it in: a reader never sees a half-written one."""
+    """Build a folder with `fill(tmp_folder)`, then swap it in: a reader never sees a half-written one.
+
+    The swap is two renames: TARGET -> .TARGET.old-PID, then .TARGET.partial-PID -> TARGET. A process
+    killed between them leaves no TARGET, only the whole old copy: `recover(TARGET)` renames it back
+    (the run folder calls it before a run or resume reads anything). Files, the partial folder and the
+    parent are fsynced in that order, so after a power cut the parent holds the old copy or the new one.
+    A disk error inside `fill` (full disk, no permission) comes out as an OSError with its errno, also
+    when safetensors reports it as a SafetensorError.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
@@ -238,13 +246,65 @@ def write_atomically(target: Path, fill) -> None:
         for file in partial.iterdir():
             with open(file, "rb") as handle:
                 os.fsync(handle.fileno())
-    except BaseException:
+        fsync_folder(partial)
+    except BaseException as err:
         shutil.rmtree(partial, ignore_errors=True)
+        code = _os_error_code(err)
+        if code is not None:
+            raise OSError(code, os.strerror(code), str(partial)) from None
         raise
     if target.exists():
+        shutil.rmtree(old, ignore_errors=True)  # left by a crashed process that had our pid
         os.replace(target, old)
     os.replace(partial, target)
+    fsync_folder(target.parent)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _os_error_code(err: BaseException) -> int | None:
+    """The errno in a SafetensorError ("... I/O error: No space left on device (os error 28)"), if any."""
+    import re  # here, not at the top: this helper belongs with write_atomically
+
+    found = re.search(r"os error (\d+)", str(err)) if isinstance(err, SafetensorError) else None
+    return int(found.group(1)) if found else None
+
+
+def recover(target: Path) -> None:
+    """Repair what a killed write_atomically left: bring the old copy back if TARGET is missing, then delete
+    stale partial and old folders. Only for folders no other process is saving into (a locked run folder)."""
+    target = Path(target)
+    olds = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if olds and not target.exists():
+        os.replace(olds.pop(), target)
+        fsync_folder(target.parent)
+    for stale in [*olds, *target.parent.glob(f".{target.name}.partial-*")]:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def write_file(path: Path, data: bytes | memoryview) -> None:
+    """Write bytes through Python's file API, so a full disk raises OSError(ENOSPC) and not a library's
+    own error (torch.save reports one as "unexpected pos"), and fsync them."""
+    try:
+        with open(path, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as err:  # a failed write() names no file: add it
+        raise OSError(err.errno, err.strerror, str(path)) from None
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make renames and new entries in `folder` durable (a no-op where folders cannot be opened)."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass  # some filesystems refuse to fsync a folder: durability there is the filesystem's own
+    finally:
+        os.close(handle)
 
 
 def save_model(model: torch.nn.Module, folder: str | Path, tokenizer_dir: Path | None = None) -> None:

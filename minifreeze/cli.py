@@ -120,6 +120,15 @@ def coerce(value: Any, f: dataclasses.Field, path: Path) -> Any:
         ) from None
 
 
+class Stopped(Exception):
+    """A command stopped by signal `signum` after saving its work: `run` prints how to go on and exits with
+    128 + signum, the status a shell gives a process the signal ended (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
 def run(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> None:
     """Run a command's main; user errors print one line and exit 2 (Ctrl-C exits 130)."""
     try:
@@ -127,6 +136,9 @@ def run(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) 
     except MinifreezeError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Stopped as stop:
+        print(stop, file=sys.stderr)
+        sys.exit(128 + stop.signum)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

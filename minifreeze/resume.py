@@ -8,15 +8,21 @@ swap-in-a-finished-folder trick as the best model, so an interrupted save leaves
 
 from __future__ import annotations
 
+import io
+import pickle
 import random
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 
-from .checkpoints import write_atomically
+from .checkpoints import write_atomically, write_file
 from .errors import MinifreezeError
+
+# What the training loop reads back from `progress`; a checkpoint without one of these is from another version.
+PROGRESS_KEYS = ("step", "epoch", "batch_in_epoch", "best", "best_step", "evals", "since_best")
 
 
 def rng_states() -> dict[str, Any]:
@@ -34,11 +40,15 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 def save_state(folder: Path, model: torch.nn.Module, optimizer, scheduler, scaler, progress: dict) -> None:
-    """Atomically write DIR/last: the model's parameters, optimizer, scheduler, scaler, RNG, progress."""
+    """Atomically write DIR/last: the model's parameters, optimizer, scheduler, scaler, RNG, progress.
+
+    Both files are serialised in memory and written with write_file, so a full disk or a read-only
+    folder raises an OSError that names the problem (torch.save on a full disk says "unexpected pos").
+    """
 
     def fill(tmp: Path) -> None:
         weights = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters()}
-        save_file(weights, str(tmp / "model.safetensors"))
+        write_file(tmp / "model.safetensors", save(weights))
         state = {
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
@@ -46,7 +56,9 @@ def save_state(folder: Path, model: torch.nn.Module, optimizer, scheduler, scale
             "rng": rng_states(),
             "progress": progress,
         }
-        torch.save(state, tmp / "state.pt")
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        write_file(tmp / "state.pt", buffer.getbuffer())
 
     write_atomically(folder, fill)
 
@@ -55,14 +67,27 @@ def load_state(folder: Path, model: torch.nn.Module, optimizer, scheduler, scale
     """Restore what save_state wrote; returns the progress dict."""
     if not (folder / "state.pt").is_file():
         raise MinifreezeError(f"--resume: no checkpoint in {folder}; the run never finished an evaluation")
-    weights = load_file(str(folder / "model.safetensors"))
+    try:
+        weights = load_file(str(folder / "model.safetensors"))
+        state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
+    except (SafetensorError, pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as err:
+        raise MinifreezeError(
+            f"--resume: the checkpoint in {folder} cannot be read ({type(err).__name__}); "
+            "start again with --overwrite"
+        ) from None
+    progress = state.get("progress") if isinstance(state, dict) else None
+    missing = [key for key in PROGRESS_KEYS if key not in (progress or {})]
+    if missing:
+        raise MinifreezeError(
+            f"--resume: {folder} comes from another minifreeze version (no {', '.join(missing)}); "
+            "resume it with that version or start again with --overwrite"
+        )
     params = dict(model.named_parameters())
     if set(weights) != set(params):
         raise MinifreezeError(f"--resume: {folder} was written by a different model; start a new --out")
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor)
-    state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if scaler is not None and state["scaler"] is not None:

@@ -10,17 +10,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import shutil
 import signal
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from . import batching, cli, data, distributed, hub
+from . import batching, cli, data, distributed, hub, run_options
 from . import cache as frozen_cache
 from .errors import MinifreezeError
 from .evaluate import evaluate_split
@@ -29,6 +28,7 @@ from .metrics import METRICS, majority_baseline
 from .model import load_model
 from .optim import make_optimizer, make_scheduler
 from .resume import load_state, save_state
+from .run_folder import RunFolder, disk_error, disk_errors, trim_metrics, write_json
 from .tokenizer import load_tokenizer
 
 
@@ -99,16 +99,28 @@ class TrainConfig:
     device: str = cli.option("auto", "cpu, cuda, cuda:N, or auto")
     threads: int | None = cli.option(None, "CPU threads for torch (default: torch's choice)")
     out: str | None = cli.option(None, "run folder (default: runs/<dataset>-<freeze>-<time>)")
-    overwrite: bool = cli.option(False, "replace an existing run folder")
-    resume: bool = cli.option(False, "continue the run in --out from its last checkpoint")
+    overwrite: bool = cli.option(
+        False, "replace an existing run folder (kept aside until the new run's first checkpoint)"
+    )
+    resume: bool = cli.option(
+        False,
+        "continue the run in --out from its last checkpoint, with its saved options: only --progress, "
+        "--threads, --device, --cache-dir and --cache-max-gb may differ; a finished run is left as it is",
+    )
     progress: bool = cli.option(True, "show progress bars")
 
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not run_options.DEVICE.fullmatch(name):
+        raise MinifreezeError(f"--device {name}: use cpu, cuda, cuda:N, mps or auto")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise MinifreezeError(f"--device {name}: CUDA is not available here; use --device cpu")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise MinifreezeError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise MinifreezeError("--device mps: MPS is not available here; use --device cpu")
     return torch.device(name)
 
 
@@ -120,51 +132,17 @@ def autocast(amp: str, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
-def steps_from(text: str, steps_per_epoch: int, total_steps: int, option: str) -> int:
-    """'200' -> 200 steps, '0.1' -> 10% of all steps, '1ep' / '0.5ep' -> epochs' worth of steps."""
-    try:
-        if text.endswith("ep"):
-            return round(float(text[:-2]) * steps_per_epoch)
-        value = float(text)
-        return round(value * total_steps) if 0 < value < 1 else int(value)
-    except ValueError:
-        raise MinifreezeError(
-            f"--{option} {text!r}: use N steps, a fraction like 0.1, or epochs like 1ep"
-        ) from None
-
-
-def prepare_out(cfg: TrainConfig) -> Path:
-    out = Path(
-        cfg.out or f"runs/{Path(cfg.dataset).name}-freeze{cfg.freeze}-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
-    if cfg.resume:
-        if not (out / "last").is_dir():
-            raise MinifreezeError(f"--resume: {out} holds no checkpoint to resume from (expected {out}/last)")
-        return out
-    if out.exists() and any(out.iterdir()):
-        if not cfg.overwrite:
-            raise MinifreezeError(f"{out} already holds a run: pass --overwrite, --resume, or another --out")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    tmp.replace(path)
-
-
 class StopRequested:
-    """SIGINT / SIGTERM set a flag; the loop saves a checkpoint at the next step and exits cleanly."""
+    """SIGINT / SIGTERM set a flag; the loop saves a checkpoint at the next step and exits cleanly (the
+    command then exits with 128 + the signal, as shells expect)."""
 
     def __init__(self):
         self.signal: int | None = None
         self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def handle(self, signum, frame):
-        if self.signal is not None:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
+        if self.signal is not None:  # a second signal stops at once
+            raise KeyboardInterrupt if signum == signal.SIGINT else SystemExit(128 + signum)
         self.signal = signum
 
     def restore(self):
@@ -178,7 +156,8 @@ def train(cfg: TrainConfig) -> dict:
     threads = torch.get_num_threads()
     finished = False
     try:
-        summary = _train(cfg)
+        with ExitStack() as stack:  # _train puts the run folder in: unlocked (a failed start undone) here
+            summary = _train(cfg, stack)
         finished = True
         return summary
     finally:
@@ -186,21 +165,23 @@ def train(cfg: TrainConfig) -> dict:
         distributed.teardown(run_finished=finished)  # once _train's frame, and its DDP module, is gone
 
 
-def _train(cfg: TrainConfig) -> dict:
+def default_out(cfg: TrainConfig) -> str:
+    return cfg.out or f"runs/{Path(cfg.dataset).name}-freeze{cfg.freeze}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _train(cfg: TrainConfig, stack: ExitStack) -> dict:
     started = time.time()
-    # ---------------------------------------------------------------- run folder, device, seeds
+    # ---------------------------------------------------------------- options, device, run folder, seeds
+    # Nothing is written before data, model and freeze plan have loaded: a typo costs no old run.
+    run_options.check(cfg)
     info, device_name = distributed.setup(cfg.device)  # one process, or one of torchrun's ranks
     device = pick_device(device_name)
+    autocast(cfg.amp, device)  # refuses --amp fp16 on CPU now rather than at the first step
     say = print if info.is_main else (lambda *args, **kwargs: None)  # only rank 0 talks and writes
-    out = Path(distributed.gather(str(prepare_out(cfg)) if info.is_main else None, info)[0])
+    out = Path(distributed.gather(default_out(cfg) if info.is_main else None, info)[0])
+    folder = stack.enter_context(RunFolder(out, cfg.resume, cfg.overwrite, active=info.is_main))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    if cfg.batch_size % cfg.grad_accum:
-        raise MinifreezeError(
-            f"--batch-size {cfg.batch_size} is not divisible by --grad-accum {cfg.grad_accum}"
-        )
-    if not cfg.resume and info.is_main:
-        write_json(out / "config.json", {**dataclasses.asdict(cfg), "out": str(out)})
     torch.manual_seed(cfg.seed)
 
     # ---------------------------------------------------------------- data
@@ -217,8 +198,13 @@ def _train(cfg: TrainConfig) -> dict:
         keep = data.stratified_subset(train_split.labels, cfg.train_size, cfg.data_seed)
         train_split = train_split.select(keep, f"{train_split.source} [{cfg.train_size} stratified]")
     tokenizer = load_tokenizer(cfg.model)
-    train_set = data.encode_split(train_split, tokenizer, cfg.max_length)
-    eval_set = data.encode_split(dataset.validation, tokenizer, cfg.max_length)
+    max_length = min(cfg.max_length, tokenizer.model_max_length)  # longer would index past the positions
+    if max_length < cfg.max_length:
+        say(
+            f"note: --max-length {cfg.max_length} is more than the model's {max_length} positions: texts stop there"
+        )
+    train_set = data.encode_split(train_split, tokenizer, max_length)
+    eval_set = data.encode_split(dataset.validation, tokenizer, max_length)
     baseline = majority_baseline(train_split.labels, dataset.validation.labels)
     say(
         f"data: {dataset.name}: {len(train_set):,} train / {len(eval_set):,} validation examples, "
@@ -265,18 +251,26 @@ def _train(cfg: TrainConfig) -> dict:
     micro_batch = cfg.batch_size // cfg.grad_accum
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
+    warmup, eval_every = run_options.check_steps(cfg, steps_per_epoch, total_steps)
     optimizer = make_optimizer(model, plan, cfg.lr, cfg.weight_decay)
-    scheduler = make_scheduler(
-        optimizer, total_steps, steps_from(cfg.warmup, steps_per_epoch, total_steps, "warmup"), cfg.schedule
-    )
+    scheduler = make_scheduler(optimizer, total_steps, warmup, cfg.schedule)
     scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" and device.type == "cuda" else None
-    eval_every = max(1, steps_from(cfg.eval_every, steps_per_epoch, total_steps, "eval-every"))
+    # fmt: off
     progress = dict(  # the loop's whole state: checkpoints save it, --resume reads it back
         step=0, epoch=0, batch_in_epoch=0, best=None, best_step=0, evals=0, since_best=0,
         train_examples=0, train_seconds=0.0, real_tokens=0, padded_tokens=0,
     )
+    # fmt: on
+    # Everything checked: the run folder becomes this run's (locked; an old run moved aside).
+    folder.begin(None if cfg.resume else {**dataclasses.asdict(cfg), "out": str(out)})
+    distributed.gather(None, info)  # other ranks read DIR/last only once rank 0 has locked and repaired it
+    saved_step = None  # the step DIR/last holds
     if cfg.resume:
         progress = load_state(out / "last", model, optimizer, scheduler, scaler)
+        saved_step = progress["step"]
+        if info.is_main:  # evaluations logged after the checkpoint are about to be redone
+            with disk_errors(out):
+                trim_metrics(out / "metrics.jsonl", saved_step)
         say(f"resumed at step {progress['step']} (epoch {progress['epoch']})")
 
     # ---------------------------------------------------------------- compile and data parallelism
@@ -302,13 +296,25 @@ def _train(cfg: TrainConfig) -> dict:
             )
 
     def evaluate() -> dict:
+        """Validation metrics; a NaN or inf logit stops the run before it can be logged, saved or selected."""
+        finite = []
+
+        def forward(batch: batching.Batch) -> torch.Tensor:
+            if cache:
+                logits = cache.logits(batch, "validation")
+            else:
+                logits = runner(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+            finite.append(bool(torch.isfinite(logits).all()))
+            return logits
+
         model.eval()
         with autocast(cfg.amp, device):
-            forward = (lambda batch: cache.logits(batch, "validation")) if cache else None
             result = evaluate_split(
                 runner, eval_set, tokenizer.pad_id, cfg.eval_batch_size, device, forward=forward
             )
         model.train()
+        if not (all(finite) and math.isfinite(result["loss"])):
+            raise FloatingPointError(progress["step"], f"the evaluation loss is {result['loss']}")
         return result
 
     # ---------------------------------------------------------------- loop
@@ -323,11 +329,14 @@ def _train(cfg: TrainConfig) -> dict:
         disable=not (cfg.progress and info.is_main),
         dynamic_ncols=True,
     )
-    finished, reason = False, "completed"
+    reason = done_reason(progress, total_steps, cfg.patience)  # a resumed run may have nothing left to do
+    finished = reason is not None
     try:
         while not finished:
             batches = (
-                batching.length_grouped_batches(train_set.lengths, cfg.batch_size, cfg.seed, progress["epoch"])
+                batching.length_grouped_batches(
+                    train_set.lengths, cfg.batch_size, cfg.seed, progress["epoch"]
+                )
                 if cfg.sampler == "length"
                 else batching.random_batches(len(train_set), cfg.batch_size, cfg.seed, progress["epoch"])
             )
@@ -340,7 +349,7 @@ def _train(cfg: TrainConfig) -> dict:
                     batch = batching.collate(train_set, part, tokenizer.pad_id, 8).to(device)
                     loss, _ = batch_loss(batch)
                     if not torch.isfinite(loss):
-                        raise FloatingPointError(f"loss is {loss.item()} at step {progress['step']}")
+                        raise FloatingPointError(progress["step"] + 1, f"the training loss is {loss.item()}")
                     weight = distributed.loss_weight(len(part), len(indices), info)
                     weight *= len(distributed.shard(indices, info)) > 0  # the stand-in example counts zero
                     scaled = loss * weight
@@ -375,8 +384,7 @@ def _train(cfg: TrainConfig) -> dict:
                     samples_s=f"{speed:.1f}",
                     epoch=progress["epoch"],
                 )
-                last_step = progress["step"] >= total_steps
-                if progress["step"] % eval_every == 0 or last_step or stop_now:
+                if progress["step"] % eval_every == 0 or progress["step"] >= total_steps or stop_now:
                     result = evaluate()
                     progress["evals"] += 1
                     record = {
@@ -404,21 +412,31 @@ def _train(cfg: TrainConfig) -> dict:
                     )
                     if info.is_main:
                         save_state(out / "last", model, optimizer, scheduler, scaler, progress)
-                    if cfg.patience and progress["since_best"] >= cfg.patience:
-                        finished, reason = True, f"early stop: no improvement in {cfg.patience} evaluations"
-                    if stop_now:
-                        finished, reason = True, f"stopped by signal {stop.signal}: resume with --resume"
-                if last_step:
+                    saved_step = progress["step"]
+                    folder.commit()  # an old run this one replaces can go now
+                reason = done_reason(progress, total_steps, cfg.patience)
+                if reason is None and stop_now:
+                    reason = f"stopped by signal {stop.signal}: resume with --resume"
+                if reason is not None:
                     finished = True
-                if finished:
                     break
             else:
                 progress["epoch"] += 1
                 progress["batch_in_epoch"] = 0
     except FloatingPointError as err:
+        step, what = err.args
+        kept = (
+            f"{out}/last holds the last finite evaluation (step {saved_step}), {out}/model the best "
+            f"(step {progress['best_step']})"
+            if saved_step is not None
+            else "no evaluation was finite, so nothing was saved"
+        )
+        amp_hint = " or --amp off" if cfg.amp != "off" else ""
         raise MinifreezeError(
-            f"training diverged ({err}); the last good checkpoint is in {out}; try a lower --lr or --amp off"
+            f"training diverged at step {step} ({what}); {kept}; lower --lr (now {cfg.lr:g}){amp_hint}"
         ) from None
+    except OSError as err:  # the loop's only disk writes are to the run folder
+        raise disk_error(out, err) from None
     finally:
         bar.close()
         stop.restore()
@@ -436,6 +454,8 @@ def _train(cfg: TrainConfig) -> dict:
         "best_step": progress["best_step"],
         "steps": progress["step"],
         "stopped": reason,
+        "signal": stop.signal if reason.startswith("stopped by signal") else None,
+        "out": str(out),
         "majority_baseline": baseline,
         "train_samples_per_second": progress["train_examples"] / max(progress["train_seconds"], 1e-9),
         "real_token_fraction": real / max(padded, 1),
@@ -450,9 +470,17 @@ def _train(cfg: TrainConfig) -> dict:
         "wall_seconds": time.time() - started,
     }
     if info.is_main:
-        write_json(out / "summary.json", summary)
+        with disk_errors(out):
+            write_json(out / "summary.json", summary)
         print_closing_table(summary, out)
     return summary
+
+
+def done_reason(progress: dict, total_steps: int, patience: int) -> str | None:
+    """Why the run is over, read from its progress alone: a resumed finished run then trains no step more."""
+    if patience and progress["since_best"] >= patience:
+        return f"early stop: no improvement in {patience} evaluations"
+    return "completed" if progress["step"] >= total_steps else None
 
 
 def compiled_graph_count() -> int:
@@ -477,22 +505,32 @@ def print_closing_table(summary: dict, out: Path) -> None:
     print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
 
 
+PROG = "python -m minifreeze.train"
+DESCRIPTION = (
+    "Fine-tune a classifier with layer freezing. Exit status: 0 when the run is done (also for --resume of "
+    "a finished run), 2 for bad input (one line on stderr), 128 + N when signal N (SIGINT 130, SIGTERM 143) "
+    "stopped it after saving a checkpoint: continue with --out DIR --resume. One run at a time per --out."
+)
+
+
 def main(argv: list[str] | None = None) -> dict:
-    cfg = cli.parse(
-        TrainConfig, argv, "python -m minifreeze.train", "Fine-tune a classifier with layer freezing."
-    )
+    cfg = cli.parse(TrainConfig, argv, PROG, DESCRIPTION)
     if cfg.resume:  # a resumed run continues with the options it started with
-        if not cfg.out or not (Path(cfg.out) / "config.json").is_file():
-            raise MinifreezeError("--resume needs --out DIR of an earlier run (with DIR/config.json)")
-        saved = json.loads((Path(cfg.out) / "config.json").read_text())
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        cfg = dataclasses.replace(
-            TrainConfig(**{k: v for k, v in saved.items() if k in known}),
-            resume=True,
-            progress=cfg.progress,
-            out=cfg.out,
+        cfg = run_options.resumed(TrainConfig, vars(cli.given_only(TrainConfig, PROG, DESCRIPTION, argv)))
+        done = run_options.finished(Path(cfg.out))
+        if done is not None:
+            print(
+                f"{cfg.out} finished at step {done.get('steps')} ({done.get('stopped')}); nothing to resume"
+            )
+            return done
+    summary = train(cfg)
+    if summary["signal"]:
+        raise cli.Stopped(
+            f"stopped by signal {summary['signal']} at step {summary['steps']}, checkpoint saved; "
+            f"continue with: {PROG} --out {summary['out']} --resume",
+            summary["signal"],
         )
-    return train(cfg)
+    return summary
 
 
 if __name__ == "__main__":

@@ -28,7 +28,12 @@ BUDGETS = {
     "minifreeze/tokenizer.py": 385,
     "minifreeze/freezing.py": 220,
     # the loop: one train(cfg) with phase banners (design notes: around 400 lines)
-    "minifreeze/train.py": 450,
+    # 450 until the reliability work: the run-folder rules (lock, --overwrite, repairs) and the option and
+    # --resume checks moved out to run_folder.py and run_options.py; the loop kept the calls, the finite-
+    # evaluation check, the resume guard and the divergence message.
+    "minifreeze/train.py": 480,
+    # the run folder's rules (lock, --overwrite kept aside, repairs after a kill), each with its why
+    "minifreeze/run_folder.py": 190,
     # planned 450; it was 705 with batching inside. Batching now lives in batching.py (default budget);
     # what is left is four file formats, the Hub and the label checks, each with its one-line errors.
     "minifreeze/data.py": 600,
@@ -49,7 +54,9 @@ BUDGETS = {
 }
 DEFAULT_BUDGET = 150  # any other file; a module that outgrows it deserves its own line above
 # planned 4500; the package was 4468 lines once every planned module existed, which left no room.
-TOTAL_BUDGET = 5200  # 5000 until round 3, when the frozen cache's integrity checks (+160) took main past it
+# 5000 until round 3: the frozen cache's integrity checks (+160), run_folder.py and run_options.py (~280
+# lines of checks and repairs) and readers.py (split out of data.py, +~60 for the label and quoting rules).
+TOTAL_BUDGET = 5700
 
 HOW_TO_FIX = (
     "Make it smaller without code golf, or raise the budget in tests/test_size.py: a conscious edit whose "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -190,7 +191,9 @@ def test_nan_loss_stops_with_a_clear_message(toy_model, toy_data, tmp_path, monk
 
     monkeypatch.setattr(Head, "loss", poisoned)
     with pytest.raises(
-        MinifreezeError, match="training diverged .*loss is nan at step 14.*last good checkpoint"
+        MinifreezeError,
+        match=r"training diverged at step 15 \(the training loss is nan\); .*/last holds the last finite "
+        r"evaluation \(step 12\), .*/model the best \(step 4\); lower --lr \(now 0.003\)$",
     ):
         run(toy_model, toy_data, tmp_path / "run", "--eval-every", "4")
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
@@ -222,10 +225,25 @@ def cli_args(toy_model, toy_data, out):
     ]
 
 
-def test_killed_run_resumes_bit_identical(toy_model, toy_data, tmp_path):
+@pytest.fixture(scope="module")
+def uninterrupted(toy_model, toy_data, tmp_path_factory) -> tuple[Path, dict]:
+    """The reference for the kill and signal tests: the same run, never interrupted."""
+    out = tmp_path_factory.mktemp("uninterrupted") / "whole"
+    summary = main(cli_args(toy_model, toy_data, out))
+    assert summary["steps"] == 36
+    return out, summary
+
+
+def assert_same_final_weights(a: Path, b: Path) -> None:
+    wa = load_file(str(a / "last" / "model.safetensors"))
+    wb = load_file(str(b / "last" / "model.safetensors"))
+    differ = {k: float((wa[k] - wb[k]).abs().max()) for k in wa if not torch.equal(wa[k], wb[k])}
+    assert not differ, differ
+
+
+def test_killed_run_resumes_bit_identical(uninterrupted, toy_model, toy_data, tmp_path):
     """SIGKILL right after the first checkpoint, then --resume: the same final weights as no interruption."""
-    run_uninterrupted = main(cli_args(toy_model, toy_data, tmp_path / "whole"))
-    assert run_uninterrupted["steps"] == 36
+    whole, run_uninterrupted = uninterrupted
     # The child pauses after its first checkpoint so the test can kill it at a known point.
     child = (
         "import sys, time, minifreeze.train as t\n"
@@ -250,37 +268,42 @@ def test_killed_run_resumes_bit_identical(toy_model, toy_data, tmp_path):
     assert (out / "last" / "state.pt").is_file() and not (out / "summary.json").exists()
     resumed = main(["--out", str(out), "--resume", "--no-progress"])
     assert resumed["steps"] == 36
-    whole = load_file(str(tmp_path / "whole" / "last" / "model.safetensors"))
-    again = load_file(str(out / "last" / "model.safetensors"))
-    differ = {
-        k: float((whole[k] - again[k]).abs().max()) for k in whole if not torch.equal(whole[k], again[k])
-    }
-    assert not differ, differ
+    assert_same_final_weights(whole, out)
     assert resumed["metrics"] == run_uninterrupted["metrics"]
 
 
-def test_sigterm_saves_then_exits(toy_model, toy_data, tmp_path):
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_saves_exits_128_plus_the_signal_and_resumes_bit_identical(
+    uninterrupted, toy_model, toy_data, tmp_path, signum, status
+):
     out = tmp_path / "term"
     child = (
         "import os, signal, sys, minifreeze.train as t\n"
+        "from minifreeze import cli\n"
         "make = t.make_optimizer\n"
         "def hooked(*a, **k):\n    opt = make(*a, **k)\n    steps = []\n"
         "    def post(o, args, kwargs):\n        steps.append(1)\n"
-        "        if len(steps) == 5: os.kill(os.getpid(), signal.SIGTERM)\n"
+        f"        if len(steps) == 5: os.kill(os.getpid(), {int(signum)})\n"
         "    opt.register_step_post_hook(post)\n    return opt\n"
         "t.make_optimizer = hooked\n"
-        "t.main(sys.argv[1:])\n"
+        "cli.run(t.main, sys.argv[1:])\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-c", child, *cli_args(toy_model, toy_data, out)],
         env=env,
-        check=True,
         capture_output=True,
+        text=True,
         timeout=120,
+    )
+    assert done.returncode == status, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"stopped by signal {int(signum)} at step 5, checkpoint saved; "
+        f"continue with: python -m minifreeze.train --out {out} --resume"
     )
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["step"] == 5
     assert "stopped by signal" in json.loads((out / "summary.json").read_text())["stopped"]
     resumed = main(["--out", str(out), "--resume", "--no-progress"])
     assert resumed["steps"] == 36
+    assert_same_final_weights(uninterrupted[0], out)
