@@ -46,6 +46,9 @@ class TrainConfig:
     text_column: str | None = cli.option(None, "text column (default: sentence/text/content/review)")
     text_pair_column: str | None = cli.option(None, "second text column, for pair tasks")
     label_column: str | None = cli.option(None, "label column (default: label)")
+    validation_split: str | None = cli.option(
+        None, "split to evaluate on when the data has several, e.g. validation_matched (default: validation)"
+    )
     freeze: str = cli.option("2", "what to freeze: N (-1..L), head, top:K, bitfit, random:P, regex:PATTERN")
     frozen_dropout: bool = cli.option(
         False, "keep dropout in frozen layers (as requires_grad=False freezing does)"
@@ -192,6 +195,7 @@ def _train(cfg: TrainConfig, stack: ExitStack) -> dict:
         label_column=cfg.label_column,
         text_pair_column=cfg.text_pair_column,
         split_seed=cfg.data_seed,
+        validation_split=cfg.validation_split,
     )
     train_split = dataset.train
     if cfg.train_size and cfg.train_size < len(train_split):

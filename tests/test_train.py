@@ -307,3 +307,20 @@ def test_a_signal_saves_exits_128_plus_the_signal_and_resumes_bit_identical(
     resumed = main(["--out", str(out), "--resume", "--no-progress"])
     assert resumed["steps"] == 36
     assert_same_final_weights(uninterrupted[0], out)
+
+
+def test_validation_split_chooses_among_several(toy_model, toy_data, tmp_path):
+    """A folder with validation_matched and validation_mismatched: training asks which, then uses it."""
+    from conftest import toy_rows, write_tsv
+
+    folder = tmp_path / "data" / "pairs"
+    write_tsv(folder / "train.tsv", toy_rows(64, seed=1))
+    write_tsv(folder / "validation_matched.tsv", toy_rows(24, seed=2))
+    write_tsv(folder / "validation_mismatched.tsv", toy_rows(8, seed=3))
+    common = ["--dataset", "pairs", "--data-dir", str(tmp_path / "data"), "--max-steps", "1", "--epochs", "1"]
+    with pytest.raises(MinifreezeError, match="choose one with --validation-split"):
+        run(toy_model, toy_data, tmp_path / "refused", *common)
+    assert not (tmp_path / "refused").exists()
+    run(toy_model, toy_data, tmp_path / "run", *common, "--validation-split", "validation_mismatched")
+    (record,) = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert sum(map(sum, record["confusion_matrix"])) == 8
