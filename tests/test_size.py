@@ -25,7 +25,9 @@ BUDGETS = {
     "minifreeze/config.py": 230,
     "minifreeze/checkpoints.py": 310,
     "minifreeze/hub.py": 125,  # 110 until one snapshot() served both models and datasets
-    "minifreeze/tokenizer.py": 385,
+    # 385 until it took transformers' calling convention (tokenizer(...), decode, save_pretrained, tensors)
+    # and the model's limits (positions, vocabulary), each checked against transformers in the tests.
+    "minifreeze/tokenizer.py": 440,
     "minifreeze/freezing.py": 220,
     # the loop: one train(cfg) with phase banners (design notes: around 400 lines)
     "minifreeze/train.py": 450,
