@@ -29,6 +29,7 @@ from .metrics import METRICS, majority_baseline
 from .model import load_model
 from .optim import make_optimizer, make_scheduler
 from .resume import load_state, save_state
+from .task import task_record
 from .tokenizer import load_tokenizer
 
 
@@ -239,6 +240,7 @@ def _train(cfg: TrainConfig) -> dict:
             f"{model.config.vocab_size}: tokenizer and model do not belong together"
         )
     model.to(device)
+    model.task = task_record(cfg, dataset, tokenizer)  # saved with the model; predict and evaluate read it
 
     # ---------------------------------------------------------------- freeze plan
     plan = freeze(model, cfg.freeze, frozen_dropout=cfg.frozen_dropout, seed=cfg.seed)
