@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import warnings
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import EncoderConfig
+from .config import MEAN_POOLED_TYPE, EncoderConfig
 from .errors import MinifreezeError
 
 PREFIX = {"bert": "bert.", "roberta": "roberta.", "distilbert": "distilbert."}
@@ -37,6 +38,18 @@ IGNORED_PREFIXES = (
     "vocab_projector.",
     "qa_outputs.",
 )
+
+MEAN_POOLED_NOTE = (
+    "mean-pooled classifier: load it with minifreeze.load_model; transformers has no such head. To use just "
+    "the encoder in transformers (AutoModel), set model_type back to the value here"
+)
+TOKENIZER_CLASS = {  # the transformers class that reads each shape of tokenizer files
+    "tokenizer.json": "PreTrainedTokenizerFast",
+    "vocab.txt": "BertTokenizer",
+    "merges.txt": "RobertaTokenizer",
+}
+# The tokenizer files a model folder carries along.
+TOKENIZER_FILES = (*TOKENIZER_CLASS, "tokenizer_config.json", "special_tokens_map.json", "vocab.json")
 
 EMBEDDINGS = {
     "embeddings.word_embeddings": "encoder.embeddings.word",
@@ -153,15 +166,28 @@ def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     for file in legacy:
         try:
             state.update(torch.load(file, map_location="cpu", weights_only=True))
-        except Exception as err:
-            raise MinifreezeError(f"{file} cannot be read safely ({type(err).__name__}: {err})") from None
+        except pickle.UnpicklingError:  # torch's own message is many lines and suggests weights_only=False
+            raise MinifreezeError(
+                f"{file} is a pickle checkpoint that cannot be loaded safely (it holds more than tensors); "
+                "if you trust its source, convert it once to model.safetensors "
+                "(safetensors.torch.save_file of its state dict) or download the model's safetensors"
+            ) from None
+        except Exception as err:  # a truncated zip, not a torch file at all, ...
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise MinifreezeError(f"{file} is corrupted or truncated ({reason}); download it again") from None
     return state
 
 
 def load_weights(
-    model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, reinit_head: bool | str = False
+    model: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    source: str,
+    reinit_head: bool | str = False,
+    head_hint: str = " (pass num_labels to match, or reinit_head=True)",
 ) -> list[str]:
-    """Copy a Hub state dict into `model`; return the names of the head parameters that were not there."""
+    """Copy a Hub state dict into `model`; return the names of the head parameters that were not there.
+
+    `head_hint` ends the message when a head tensor has the wrong shape (the caller knows why it might)."""
     cfg, pooling = model.config, model.pooling
     table = name_table(cfg, pooling)
     state = normalise_names(state, cfg, drop_head=reinit_head is True)
@@ -191,11 +217,7 @@ def load_weights(
     for hub_name, tensor in state.items():
         target = ours[table[hub_name]]
         if target.shape != tensor.shape:
-            hint = (
-                " (pass num_labels to match, or reinit_head=True)"
-                if table[hub_name].startswith("head.")
-                else ""
-            )
+            hint = head_hint if table[hub_name].startswith("head.") else ""
             raise MinifreezeError(
                 f"{source}: shape mismatch for {hub_name}: checkpoint {tuple(tensor.shape)}, "
                 f"model {tuple(target.shape)}{hint}"
@@ -212,6 +234,14 @@ def export_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def hub_config(model: torch.nn.Module) -> dict:
+    """config.json for the folder: transformers' fields, plus a "minifreeze" block with the pooling and the
+    task the model was trained for (`model.task`: max_length, columns, ...; predict and evaluate read it).
+
+    A [CLS] head is exactly transformers' *ForSequenceClassification, so that folder loads there with the
+    same logits. A mean-pooled head has no transformers counterpart (it would read [CLS] through a random
+    pooler and predict near chance without a word), so its model_type is MEAN_POOLED_TYPE, which
+    transformers refuses; the real model_type waits in the block for minifreeze.load_model.
+    """
     cfg = model.config
     raw = dict(cfg.raw)
     raw.update(
@@ -221,7 +251,13 @@ def hub_config(model: torch.nn.Module) -> dict:
         label2id={label: i for i, label in cfg.id2label.items()},
     )
     raw.pop("_name_or_path", None)
-    raw["minifreeze"] = {"pooling": model.pooling}
+    block = {**getattr(model, "task", {}), "pooling": model.pooling}
+    if model.pooling == "mean":
+        block.update(model_type=raw["model_type"], note=MEAN_POOLED_NOTE)
+        raw.update(
+            model_type=MEAN_POOLED_TYPE, architectures=["MinifreezeMeanPooled" + ARCHITECTURE[cfg.family]]
+        )
+    raw["minifreeze"] = block
     return raw
 
 
@@ -314,15 +350,24 @@ def save_model(model: torch.nn.Module, folder: str | Path, tokenizer_dir: Path |
         (tmp / "config.json").write_text(json.dumps(hub_config(model), indent=2, sort_keys=True))
         save_file(export_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         if tokenizer_dir is not None:
-            for name in (
-                "tokenizer.json",
-                "tokenizer_config.json",
-                "special_tokens_map.json",
-                "vocab.txt",
-                "vocab.json",
-                "merges.txt",
-            ):
+            for name in TOKENIZER_FILES:
                 if (Path(tokenizer_dir) / name).is_file():
                     shutil.copy2(Path(tokenizer_dir) / name, tmp / name)
+            if model.pooling == "mean":
+                name_tokenizer_class(tmp)
 
     write_atomically(Path(folder), fill)
+
+
+def name_tokenizer_class(folder: Path) -> None:
+    """AutoTokenizer picks a class from tokenizer_config.json, else from config.json's model_type, which a
+    mean-pooled export hides: name the class in tokenizer_config.json (if the copied one does not)."""
+    path = folder / "tokenizer_config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except ValueError:  # unreadable: leave it as it was
+        return
+    kind = next((name for name in TOKENIZER_CLASS if (folder / name).is_file()), None)
+    if kind is not None and not config.get("tokenizer_class"):
+        config["tokenizer_class"] = TOKENIZER_CLASS[kind]
+        path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -13,6 +13,7 @@ import sys
 import tomllib
 import types
 import typing
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -129,10 +130,17 @@ class Stopped(Exception):
         self.signum = signum
 
 
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library warning as the command line shows it: `warning: ...`, not a file, line and source."""
+    print(f"warning: {message}", file=file or sys.stderr)
+
+
 def run(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> None:
-    """Run a command's main; user errors print one line and exit 2 (Ctrl-C exits 130)."""
+    """Run a command's main; user errors print one line and exit 2 (Ctrl-C exits 130), warnings one line."""
     try:
-        main(argv)
+        with warnings.catch_warnings():  # restores the warning machinery afterwards (tests call run too)
+            warnings.showwarning = one_line_warning
+            main(argv)
     except MinifreezeError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

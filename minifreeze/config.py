@@ -19,6 +19,11 @@ from .errors import MinifreezeError
 FAMILIES = ("bert", "roberta", "distilbert")
 # BERT-shaped checkpoints published under their own model_type (same weights layout as BERT).
 BERT_ALIASES = ("bert", "minilm", "bert-generation", "megatron-bert")
+# A mean-pooled classifier is exported under this model_type: transformers' *ForSequenceClassification would
+# read [CLS] through a random pooler (silently near chance), so it must refuse the folder instead. The real
+# model_type is kept in the "minifreeze" block; minifreeze.load_model reads both.
+MEAN_POOLED_TYPE = "minifreeze-mean-pooled"
+SIZE_FIELDS = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "type_vocab_size")
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu", "silu", "swish", "tanh")
 
 
@@ -64,25 +69,42 @@ class EncoderConfig:
         return out
 
 
+def hub_model_type(raw: dict[str, Any]) -> str:
+    """The transformers model_type of a config dict, also for a mean-pooled export (which hides it)."""
+    model_type = str(raw.get("model_type", "")).lower()
+    if model_type == MEAN_POOLED_TYPE:
+        block = raw.get("minifreeze")
+        return str(block.get("model_type", "")).lower() if isinstance(block, dict) else ""
+    return model_type
+
+
 def config_from_dict(raw: dict[str, Any], source: str = "config.json") -> EncoderConfig:
     """Normalise a Hub config dict of any supported family into an EncoderConfig."""
-    model_type = str(raw.get("model_type", "")).lower()
+    if not isinstance(raw, dict):
+        raise MinifreezeError(f"{source} does not hold a JSON object; re-download or fix the file")
+    model_type = hub_model_type(raw)
+    raw = {
+        **raw,
+        "model_type": model_type,
+    }  # what we save next time (checkpoints.hub_config) starts from this
     if model_type in BERT_ALIASES:
         family = "bert"
     elif model_type in ("roberta", "xlm-roberta", "camembert"):
         family = "roberta"
     elif model_type == "distilbert":
         family = "distilbert"
+    elif not model_type:
+        raise MinifreezeError(f"{source} has no model_type: it is not the config.json of a Hub model folder")
     else:
         raise MinifreezeError(
             f"{source}: unknown model_type {model_type!r}; minifreeze supports bert (and BERT-shaped "
             f"checkpoints such as MiniLM), roberta and distilbert"
         )
-    id2label = {int(k): str(v) for k, v in (raw.get("id2label") or {}).items()}
-    num_labels = int(raw.get("num_labels", len(id2label) or 2))
-    if id2label and len(id2label) != num_labels:
-        num_labels = len(id2label)
     try:
+        id2label = {int(k): str(v) for k, v in (raw.get("id2label") or {}).items()}
+        num_labels = len(id2label) or int(raw.get("num_labels", 2))
+        if sorted(id2label) != list(range(len(id2label))):
+            raise ValueError(f"id2label keys must be 0..{len(id2label) - 1}")
         if family == "distilbert":
             fields = dict(
                 hidden_size=raw["dim"],
@@ -110,6 +132,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "config.json") -> Encode
                 attention_dropout=raw.get("attention_probs_dropout_prob", 0.1),
                 classifier_dropout=hidden_dropout if classifier_dropout is None else classifier_dropout,
             )
+        fields.update({k: int(fields[k]) for k in SIZE_FIELDS})
         config = EncoderConfig(
             family=family,
             vocab_size=int(raw["vocab_size"]),
@@ -125,6 +148,12 @@ def config_from_dict(raw: dict[str, Any], source: str = "config.json") -> Encode
         raise MinifreezeError(
             f"{source}: {family} config lacks the field {missing}; is this a complete config.json?"
         ) from None
+    except (TypeError, ValueError, AttributeError) as err:  # "vocab_size": "many", id2label as a list, ...
+        raise MinifreezeError(f"{source}: a field has the wrong type ({err}); fix the file") from None
+    if min(config.vocab_size, *(getattr(config, k) for k in SIZE_FIELDS if k != "type_vocab_size")) < 1:
+        raise MinifreezeError(
+            f"{source}: sizes must be positive (vocab, hidden, layers, heads); fix the file"
+        )
     if config.hidden_act not in ACTIVATIONS:
         raise MinifreezeError(
             f"{source}: unsupported activation {config.hidden_act!r}; supported: {ACTIVATIONS}"

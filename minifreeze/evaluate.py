@@ -84,10 +84,12 @@ class EvaluateConfig:
     data_dir: str | None = cli.option(
         None, "folder with <dataset>/train.tsv etc. (default: $MINIFREEZE_DATA_DIR)"
     )
-    text_column: str | None = cli.option(None, "text column")
-    text_pair_column: str | None = cli.option(None, "second text column, for pair tasks")
-    label_column: str | None = cli.option(None, "label column")
-    max_length: int = cli.option(128, "truncate texts to this many tokens")
+    text_column: str | None = cli.option(None, "text column (unset: as trained, else auto)")
+    text_pair_column: str | None = cli.option(None, "second text column, for pair tasks (unset: as trained)")
+    label_column: str | None = cli.option(None, "label column (unset: as trained, else auto)")
+    max_length: int | None = cli.option(
+        None, "truncate texts to this many tokens (unset: as trained, else 128)"
+    )
     batch_size: int = cli.option(64, "examples per batch")
     amp: str = cli.option("off", "autocast dtype", choices=("off", "bf16", "fp16"))
     device: str = cli.option("auto", "cpu, cuda, or auto")
@@ -95,6 +97,7 @@ class EvaluateConfig:
 
 def main(argv: list[str] | None = None) -> dict:
     from .model import load_model
+    from .task import check_pairs, with_task_defaults
     from .tokenizer import load_tokenizer
     from .train import autocast, pick_device
 
@@ -105,6 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise MinifreezeError("--model is required: pass a trained model folder (a run's DIR/model)")
     device = pick_device(cfg.device)
     model = load_model(cfg.model).to(device).eval()
+    cfg = with_task_defaults(cfg, model)  # the columns and max length it was trained with, unless given
     name, split = data.load_split(
         cfg.dataset,
         cfg.split,
@@ -115,6 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
         text_pair_column=cfg.text_pair_column,
         validation_split=cfg.validation_split,
     )
+    check_pairs(model, split.pairs is not None, "name the second text's column with --text-pair-column")
     tokenizer = load_tokenizer(cfg.model)
     encoded = data.encode_split(split, tokenizer, cfg.max_length)
     with autocast(cfg.amp, device) if cfg.amp != "off" else nullcontext():

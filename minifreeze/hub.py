@@ -44,6 +44,15 @@ def looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 
 
+def refuse_run_folder(path: Path) -> None:
+    """A training run folder (summary.json, metrics.jsonl, model/) holds a model but is not one: say where it is."""
+    has_weights = any(path.glob("*.safetensors")) or any(path.glob("pytorch_model*.bin"))
+    run_files = [name for name in ("summary.json", "metrics.jsonl", "model") if (path / name).exists()]
+    if run_files and not has_weights:
+        inner = next((path / d for d in ("model", "delta") if (path / d).is_dir()), path / "model")
+        raise MinifreezeError(f"{path} is a training run folder; use --model {inner}")
+
+
 class HubUnreachable(MinifreezeError):
     """The Hub could not be asked and its cache does not hold the files (callers may reword this)."""
 
@@ -80,7 +89,9 @@ def snapshot(repo_id: str, patterns: list[str], revision: str | None, repo_type:
             f"{repo_type} {repo_id} is not on the Hub (or is private: log in with `hf auth login`); check the id"
         ) from None
     except errors.RevisionNotFoundError:
-        raise HubNoRevision(f"{repo_type} {repo_id} has no revision {revision!r} on the Hub; check --revision") from None
+        raise HubNoRevision(
+            f"{repo_type} {repo_id} has no revision {revision!r} on the Hub; check --revision"
+        ) from None
     except Exception as err:  # no cached copy and no connection, or one of the client's other failures
         reason = "offline" if offline else f"no connection: {type(err.__cause__ or err).__name__}"
         raise HubUnreachable(
@@ -103,6 +114,7 @@ def resolve_model(name_or_path: str, revision: str | None = None) -> Path:
         return folder
     path = Path(name_or_path).expanduser()
     if path.is_dir():
+        refuse_run_folder(path)
         return path
     if path.exists() or looks_like_path(name_or_path):
         raise MinifreezeError(f"model folder {name_or_path} does not exist: pass a model folder or a Hub id")

@@ -15,6 +15,7 @@ from .config import EncoderConfig, load_config, named_config
 from .encoder import Encoder
 from .errors import MinifreezeError
 from .heads import make_head
+from .task import TASK_KEYS
 
 POOLINGS = ("cls", "mean")
 
@@ -35,6 +36,10 @@ class SequenceClassifier(nn.Module):
         self.encoder = Encoder(cfg, textbook_attention)
         self.head = make_head(cfg, pooling, fused_head)
         self.source: Path | None = None  # the folder it came from; its tokenizer files travel with saves
+        self.task: dict = {}  # how it was trained to read its input (see task.py); saved with it
+        self.max_positions = cfg.max_position_embeddings - (
+            cfg.pad_token_id + 1 if cfg.family == "roberta" else 0
+        )
 
     def forward(
         self,
@@ -42,6 +47,11 @@ class SequenceClassifier(nn.Module):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        if input_ids.shape[-1] > self.max_positions:
+            raise MinifreezeError(
+                f"{input_ids.shape[-1]} tokens is more than the model's {self.max_positions} positions: "
+                f"truncate the texts (tokenizer(..., truncation=True, max_length={self.max_positions}))"
+            )
         return self.head(self.encoder(input_ids, attention_mask, token_type_ids), attention_mask)
 
     def loss(
@@ -102,15 +112,18 @@ def load_model(
     """
     folder = hub.resolve_model(str(name_or_path), revision)
     cfg = load_config(folder)
-    saved_pooling = cfg.raw.get("minifreeze", {}).get("pooling")
-    if saved_pooling and pooling == "cls" and saved_pooling != pooling:
-        pooling = saved_pooling  # a model we saved remembers its pooling
-    if id2label is not None:
-        cfg = cfg.with_labels(len(id2label), id2label)
-    elif num_labels is not None and num_labels != cfg.num_labels:
-        cfg = cfg.with_labels(num_labels)
+    saved = cfg.raw.get("minifreeze") if isinstance(cfg.raw.get("minifreeze"), dict) else {}
+    if saved.get("pooling") in POOLINGS and pooling == "cls":
+        pooling = saved["pooling"]  # a model we saved remembers its pooling
+    hint = " (config.json and the weights disagree on the labels: re-save or re-train the model)"
+    if id2label is not None or (num_labels is not None and num_labels != cfg.num_labels):
+        cfg = cfg.with_labels(len(id2label) if id2label else num_labels, id2label)
+        hint = " (pass num_labels to match, or reinit_head=True)"
     model = SequenceClassifier(cfg, pooling, textbook_attention, fused_head)
-    missing = checkpoints.load_weights(model, checkpoints.read_state_dict(folder), str(folder), reinit_head)
+    model.task = {k: v for k, v in saved.items() if k in TASK_KEYS}
+    missing = checkpoints.load_weights(
+        model, checkpoints.read_state_dict(folder), str(folder), reinit_head, head_hint=hint
+    )
     fresh = [
         m
         for n, m in model.named_modules()

@@ -1,72 +1,134 @@
 """Classify texts with a trained model: `python -m minifreeze.predict --model DIR "text" ...`.
 
-Texts come from the arguments, from `--file` (one per line), or from standard input; each gets one
-JSON line with the predicted label and every label's probability, in input order.
+Texts come from the arguments (with `--pair` for a model trained on text pairs), from `--file` (plain
+text, one per line; or a .tsv/.csv/.jsonl table), or from standard input; each gets one JSON line with the
+predicted label and every label's probability, in input order. Unset options (max length, columns) take
+the values the model was trained with, which training saves in its config.json.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from . import cli, data
 from .errors import MinifreezeError
 
+TABLES = (".tsv", ".csv", ".jsonl")
+
 
 @dataclass(frozen=True)
 class PredictConfig:
     texts: list[str] = cli.option([], "texts to classify (else --file, else standard input)", positional=True)
     model: str = cli.option(None, "folder of a trained model (a run's DIR/model) or a Hub id")
-    file: str | None = cli.option(None, "read texts from this file, one per line")
-    max_length: int = cli.option(128, "truncate texts to this many tokens")
+    pair: list[str] = cli.option(
+        [], "second texts, for a model trained on pairs: one per text, in order (TEXT... --pair PAIR...)"
+    )
+    file: str | None = cli.option(
+        None,
+        "read texts from a file: .txt one per line; .tsv/.csv/.jsonl rows, with the text (and pair) "
+        "column the model was trained with or --text-column/--text-pair-column",
+    )
+    text_column: str | None = cli.option(None, "text column of a --file table (unset: as trained, else auto)")
+    text_pair_column: str | None = cli.option(
+        None, "second text column of a --file table (unset: as trained)"
+    )
+    max_length: int | None = cli.option(
+        None, "truncate texts to this many tokens (unset: as trained, else 128)"
+    )
     batch_size: int = cli.option(64, "texts per batch")
     device: str = cli.option("auto", "cpu, cuda, or auto")
 
 
-def read_texts(cfg: PredictConfig) -> list[str]:
-    if cfg.texts:
-        return list(cfg.texts)
-    if cfg.file:
-        try:
-            with open(cfg.file, encoding="utf-8") as handle:
-                return [line.rstrip("\n") for line in handle if line.strip()]
-        except FileNotFoundError:
-            raise MinifreezeError(f"--file {cfg.file}: no such file") from None
-        except UnicodeDecodeError as err:
+def read_inputs(cfg: PredictConfig) -> tuple[list[str], list[str] | None]:
+    """(texts, pairs or None) from the arguments, --file or standard input; never empty."""
+    if cfg.texts or cfg.pair:
+        if len(cfg.pair) not in (0, len(cfg.texts)):
             raise MinifreezeError(
-                f"--file {cfg.file} is not UTF-8 text ({err.reason}); re-save it as UTF-8"
-            ) from None
-    if sys.stdin.isatty():
+                f"got {len(cfg.texts)} texts but {len(cfg.pair)} --pair texts: give one per text"
+            )
+        texts, pairs, where = list(cfg.texts), list(cfg.pair) or None, "the arguments"
+    elif cfg.file and Path(cfg.file).suffix.lower() in TABLES:
+        (texts, pairs), where = read_table(Path(cfg.file), cfg.text_column, cfg.text_pair_column), cfg.file
+    elif cfg.file:
+        texts, pairs, where = [line for line in read_lines(Path(cfg.file)) if line.strip()], None, cfg.file
+    elif sys.stdin.isatty():
         raise MinifreezeError(
             'no texts: pass them as arguments ("a text"), with --file FILE, or on standard input'
         )
-    return [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    else:
+        texts, pairs, where = (
+            [line.rstrip("\n") for line in sys.stdin if line.strip()],
+            None,
+            "standard input",
+        )
+    if not texts:
+        raise MinifreezeError(f"no texts to classify in {where}")
+    return texts, pairs
+
+
+def read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise MinifreezeError(f"--file {path}: no such file") from None
+    except UnicodeDecodeError as err:
+        raise MinifreezeError(
+            f"--file {path} is not UTF-8 text ({err.reason}); re-save it as UTF-8"
+        ) from None
+    except OSError as err:
+        raise MinifreezeError(f"--file {path}: cannot read it ({err.strerror or err})") from None
+
+
+def read_table(path: Path, text_column: str | None, pair_column: str | None):
+    """The text (and pair) column of a .tsv/.csv/.jsonl file, read as training reads its data files."""
+    if not path.is_file():
+        raise MinifreezeError(f"--file {path}: no such file")
+    table = data.read_file(path)
+    texts = data._texts(table, data._column(table, text_column, data.TEXT_COLUMNS, "text", "--text-column"))
+    if pair_column is None:
+        return texts, None
+    return texts, data._texts(table, data._column(table, pair_column, (), "text pair", "--text-pair-column"))
 
 
 def predict(
     model,
     tokenizer,
-    texts: list[str],
-    max_length: int = 128,
+    texts: str | list[str],
+    max_length: int | None = None,
     batch_size: int = 64,
     device: torch.device | str = "cpu",
+    pairs: list[str] | None = None,
 ) -> list[dict]:
-    """One dict per text: label, label id, and the probability of every label."""
-    from .evaluate import predict_logits
+    """One dict per text (a bare string is one text): label, label id, and the probability of every label.
 
-    split = data.Split(texts=texts, labels=[0] * len(texts))
+    `max_length` defaults to what the model was trained with (else 128)."""
+    from .evaluate import predict_logits
+    from .task import DEFAULT_MAX_LENGTH
+
+    max_length = max_length or getattr(model, "task", {}).get("max_length") or DEFAULT_MAX_LENGTH
+
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    split = data.Split(texts=texts, labels=[0] * len(texts), pairs=pairs)
     encoded = data.encode_split(split, tokenizer, max_length)
     probs = predict_logits(model, encoded, tokenizer.pad_id, batch_size, torch.device(device)).softmax(-1)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     results = []
-    for text, row in zip(texts, probs.tolist()):
+    for i, row in enumerate(probs.tolist()):
+        if not all(math.isfinite(p) for p in row):
+            raise MinifreezeError(
+                f"the model scores text {i + 1} as NaN/inf: its weights are broken (or overflow in this dtype)"
+            )
         best = max(range(len(row)), key=row.__getitem__)
         results.append(
             {
-                "text": text,
+                "text": texts[i],
+                **({"text_pair": pairs[i]} if pairs is not None else {}),
                 "label": names[best],
                 "label_id": best,
                 "probabilities": {name: round(p, 6) for name, p in zip(names, row)},
@@ -77,20 +139,28 @@ def predict(
 
 def main(argv: list[str] | None = None) -> list[dict]:
     from .model import load_model
+    from .task import check_pairs, with_task_defaults
     from .tokenizer import load_tokenizer
     from .train import pick_device
 
     cfg = cli.parse(
-        PredictConfig, argv, "python -m minifreeze.predict", "Classify texts with a trained model."
+        PredictConfig,
+        argv,
+        "python -m minifreeze.predict",
+        'Classify texts with a trained model: --model DIR "text" ... [--pair "second text" ...], or --file '
+        "texts.txt|rows.tsv|rows.csv|rows.jsonl, or lines on standard input. One JSON line per text.",
     )
     if not cfg.model:
         raise MinifreezeError("--model is required: pass a trained model folder (a run's DIR/model)")
-    texts = read_texts(cfg)
     device = pick_device(cfg.device)
     model = load_model(cfg.model).to(device).eval()
-    results = predict(model, load_tokenizer(cfg.model), texts, cfg.max_length, cfg.batch_size, device)
+    cfg = with_task_defaults(cfg, model)
+    texts, pairs = read_inputs(cfg)
+    check_pairs(model, pairs is not None, "give each text its pair with --pair, or a --file table with both")
+    tokenizer = load_tokenizer(cfg.model)
+    results = predict(model, tokenizer, texts, cfg.max_length, cfg.batch_size, device, pairs)
     for result in results:
-        print(json.dumps(result, ensure_ascii=False))
+        print(json.dumps(result, ensure_ascii=False, allow_nan=False))
     return results
 
 

@@ -13,6 +13,7 @@ is most of the speed on short-text tasks (see data.py).
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from typing import Any
 from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers, processors
 from tokenizers import Tokenizer as Backend
 
+from . import hub
+from .config import hub_model_type
 from .errors import MinifreezeError
 
 TOKENIZER_FILES = [
@@ -64,12 +67,30 @@ class Encoded:
         return len(self.input_ids)
 
 
+class BatchEncoding(dict):
+    """What `tokenizer(...)` returns, as in transformers: a dict (for `model(**batch)`) with attributes."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def to(self, device: Any) -> BatchEncoding:
+        return BatchEncoding({k: v.to(device) if hasattr(v, "to") else v for k, v in self.items()})
+
+
 class Tokenizer:
     """A `tokenizers` pipeline plus what the rest of minifreeze needs to know about it.
 
     `has_token_types` is a property of the model, not of the tokenizer file: BERT feeds segment ids to
     its token-type embedding, RoBERTa and DistilBERT have none. The loader infers it; a model loader
-    that knows better may set it.
+    that knows better may set it. `max_positions` is how many tokens the model beside it can take (its
+    position table; None when unknown): every encoding caps its length there, so too long a max_length
+    is one warning instead of an IndexError deep in the embedding.
+
+    Calling it (`tokenizer(texts, pairs, padding=True, truncation=True, max_length=64, return_tensors="pt")`)
+    gives what transformers' tokenizers give; `encode` is the unpadded form the batcher uses.
     """
 
     def __init__(
@@ -80,6 +101,7 @@ class Tokenizer:
         model_max_length: int = 512,
         has_token_types: bool = True,
         config: dict[str, Any] | None = None,
+        max_positions: int | None = None,
     ) -> None:
         self.backend = backend
         self.backend.no_padding()
@@ -87,8 +109,10 @@ class Tokenizer:
         self.special_tokens = dict(special_tokens)
         self.model_max_length = int(model_max_length)
         self.has_token_types = has_token_types
+        self.max_positions = max_positions
         self.config = dict(config or {})  # the source tokenizer_config.json, written back by save()
         self._truncation: int | None = None
+        self._capped: set[int] = set()
         pad = self.special_tokens.get("pad_token")
         pad_id = backend.token_to_id(pad) if pad else None
         if pad_id is None:
@@ -103,16 +127,47 @@ class Tokenizer:
         """Number of ids, added tokens included (the embedding matrix needs at least this many rows)."""
         return self.backend.get_vocab_size(with_added_tokens=True)
 
-    def encode(self, texts: list[str], pairs: list[str] | None = None, max_length: int = 512) -> Encoded:
-        """Token ids (with special tokens) per example, truncated to `max_length`, longest-first for pairs."""
+    @property
+    def pad_token_id(self) -> int:
+        return self.pad_id
+
+    def capped_length(self, max_length: int | None = None) -> int:
+        """`max_length`, or the model's number of positions when that is smaller (with a warning).
+
+        None means the model's limit: `model_max_length`, within the positions."""
+        if max_length is None:
+            return min(self.model_max_length, self.max_positions or self.model_max_length)
+        if max_length < 1:
+            raise MinifreezeError(f"max_length must be at least 1, got {max_length}")
+        if self.max_positions is not None and max_length > self.max_positions:
+            if max_length not in self._capped:  # once per tokenizer: train encodes two splits
+                self._capped.add(max_length)
+                warnings.warn(
+                    f"max_length {max_length} is more than the model's {self.max_positions} positions; "
+                    f"texts are truncated to {self.max_positions} tokens",
+                    stacklevel=3,
+                )
+            return self.max_positions
+        return max_length
+
+    def encode(
+        self, texts: str | list[str], pairs: str | list[str] | None = None, max_length: int | None = None
+    ) -> Encoded:
+        """Token ids (with special tokens) per example, truncated to `max_length` (default: the model's
+        limit), longest-first for pairs. A bare string is one text (not a list of characters)."""
+        return self._encode(texts, pairs, self.capped_length(max_length))
+
+    def _encode(
+        self, texts: str | list[str], pairs: str | list[str] | None, max_length: int | None
+    ) -> Encoded:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        pairs = [pairs] if isinstance(pairs, str) else pairs
         if pairs is not None and len(pairs) != len(texts):
             raise MinifreezeError(
                 f"encode: got {len(texts)} texts but {len(pairs)} pairs; pass one pair per text"
             )
-        if max_length < 1:
-            raise MinifreezeError(f"max_length must be at least 1, got {max_length}")
         self._set_truncation(max_length)
-        inputs = list(texts) if pairs is None else list(zip(texts, pairs))
+        inputs = texts if pairs is None else list(zip(texts, pairs))
         try:
             encodings = self.backend.encode_batch(inputs)
         except Exception as error:  # tokenizers raises bare Exceptions (too-short max_length, non-str input)
@@ -124,13 +179,61 @@ class Tokenizer:
             types = [[0] * len(e.ids) for e in encodings]
         return Encoded(input_ids=ids, token_type_ids=types)
 
-    def _set_truncation(self, max_length: int) -> None:
+    def _set_truncation(self, max_length: int | None) -> None:
         if self._truncation != max_length:  # re-configuring the Rust side every call costs time
-            self.backend.enable_truncation(max_length, strategy="longest_first")
+            if max_length is None:
+                self.backend.no_truncation()
+            else:
+                self.backend.enable_truncation(max_length, strategy="longest_first")
             self._truncation = max_length
 
+    def __call__(
+        self,
+        text: str | list[str] | list[tuple[str, str]],
+        text_pair: str | list[str] | None = None,
+        *,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        return_tensors: str | None = None,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool = True,
+    ) -> BatchEncoding:
+        """transformers' calling convention: one text, a list of texts, or pairs (`text_pair`, or a list of
+        2-tuples). `truncation=True` cuts at `max_length`, else at the model's limit (None: only when
+        `max_length` comes without padding, as in transformers); `padding` is False, True/"longest" or
+        "max_length"; `return_tensors="pt"` gives tensors, None lists."""
+        single = isinstance(text, str)
+        texts, pairs = _split_pairs([text] if single else list(text), text_pair)
+        if truncation not in (None, True, False, "longest_first", "do_not_truncate"):
+            raise MinifreezeError(f"truncation={truncation!r}: use True (longest first) or False")
+        if truncation is None:  # transformers: max_length alone truncates, unless padding is asked for too
+            truncation = max_length is not None and padding in (False, "do_not_pad")
+        truncate = truncation not in (False, "do_not_truncate")
+        limit = self.capped_length(max_length) if truncate else None
+        encoded = self._encode(texts, pairs, limit)
+        rows = {"input_ids": encoded.input_ids}
+        if return_token_type_ids or (return_token_type_ids is None and self.has_token_types):
+            rows["token_type_ids"] = encoded.token_type_ids
+        if return_attention_mask:
+            rows["attention_mask"] = [[1] * len(ids) for ids in encoded.input_ids]
+        width = _padded_width(padding, encoded.input_ids, max_length or self.model_max_length)
+        if width is not None:
+            fill = {"input_ids": self.pad_id, "token_type_ids": 0, "attention_mask": 0}
+            rows = {k: [row + [fill[k]] * (width - len(row)) for row in v] for k, v in rows.items()}
+        return BatchEncoding({k: _as_output(v, return_tensors, single) for k, v in rows.items()})
+
+    def decode(self, ids: Any, skip_special_tokens: bool = False) -> str:
+        """Text of one sequence of ids (a list or a 1-D tensor), as transformers' `decode` gives it."""
+        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+        return self.backend.decode(ids, skip_special_tokens=skip_special_tokens)
+
+    def batch_decode(self, rows: Any, skip_special_tokens: bool = False) -> list[str]:
+        return [self.decode(row, skip_special_tokens) for row in rows]
+
     def save(self, directory: str | Path) -> Path:
-        """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json (loadable by transformers)."""
+        """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json: `load_tokenizer` and
+        transformers' `AutoTokenizer` both load the folder back with the same ids."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         self.backend.no_truncation()
@@ -152,6 +255,8 @@ class Tokenizer:
         _write_json(out / "tokenizer_config.json", config)
         _write_json(out / "special_tokens_map.json", self.special_tokens)
         return out
+
+    save_pretrained = save  # transformers' name
 
 
 def load_tokenizer(
@@ -180,13 +285,21 @@ def load_tokenizer(
         _set_template(backend, specials, bpe=kind == "bpe")
     if has_token_types is None:
         has_token_types = _infer_token_types(config, model_config, backend)
-    return Tokenizer(
+    tokenizer = Tokenizer(
         backend,
         special_tokens=specials,
         model_max_length=_model_max_length(config, model_config),
         has_token_types=has_token_types,
         config=config,
+        max_positions=_model_positions(model_config),
     )
+    rows = model_config.get("vocab_size")
+    if isinstance(rows, int) and tokenizer.vocab_size > rows:
+        raise MinifreezeError(
+            f"{folder}: the tokenizer has {tokenizer.vocab_size} tokens but the model's embedding only {rows} "
+            "rows (config.json vocab_size): tokenizer and model do not belong together"
+        )
+    return tokenizer
 
 
 def _tokenizer_kind(folder: Path) -> str:
@@ -207,14 +320,13 @@ def _resolve_folder(name_or_path: str | Path, revision: str | None) -> Path:
     """A local folder as-is; anything else goes to hub.py (Hub id, cache, or the bundled MiniLM)."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
+        hub.refuse_run_folder(path)
         return path
     if path.is_file():
         raise MinifreezeError(
             f"tokenizer path {path} is a file: pass the folder that holds it, or a Hub model id"
         )
-    from .hub import resolve_files  # lazy: huggingface_hub is imported only when a Hub id is used
-
-    return Path(resolve_files(str(name_or_path), TOKENIZER_FILES, revision=revision))
+    return Path(hub.resolve_files(str(name_or_path), TOKENIZER_FILES, revision=revision))
 
 
 def _load_tokenizer_json(path: Path) -> Backend:
@@ -302,7 +414,7 @@ def _infer_token_types(config: dict[str, Any], model_config: dict[str, Any], bac
     if isinstance(names, list):
         return "token_type_ids" in names
     if model_config:
-        if model_config.get("model_type") in NO_TOKEN_TYPE_FAMILIES:
+        if hub_model_type(model_config) in NO_TOKEN_TYPE_FAMILIES:
             return False
         return int(model_config.get("type_vocab_size", 2)) >= 2
     backend.no_truncation()
@@ -310,16 +422,59 @@ def _infer_token_types(config: dict[str, Any], model_config: dict[str, Any], bac
 
 
 def _model_max_length(config: dict[str, Any], model_config: dict[str, Any]) -> int:
-    """tokenizer_config's limit; else the model's positions (RoBERTa spends pad_id+1 of them); else 512."""
+    """tokenizer_config's limit; else the model's positions; else 512."""
     limit = config.get("model_max_length")
     if isinstance(limit, (int, float)) and limit < UNBOUNDED_LENGTH:
         return int(limit)
+    return _model_positions(model_config) or 512
+
+
+def _model_positions(model_config: dict[str, Any]) -> int | None:
+    """How many tokens the model can take: its position table, less the pad_id+1 rows RoBERTa skips."""
     positions = model_config.get("max_position_embeddings")
-    if isinstance(positions, int):
-        if model_config.get("model_type") in ("roberta", "xlm-roberta", "camembert"):
-            positions -= int(model_config.get("pad_token_id", 1)) + 1
-        return positions
-    return 512
+    if not isinstance(positions, int):
+        return None
+    if hub_model_type(model_config) in ("roberta", "xlm-roberta", "camembert"):
+        positions -= int(model_config.get("pad_token_id", 1)) + 1
+    return positions
+
+
+def _split_pairs(texts: list, text_pair: str | list[str] | None) -> tuple[list[str], list[str] | None]:
+    """(texts, pairs) from transformers' spellings: a `text_pair` argument, or a list of 2-tuples."""
+    if text_pair is not None:
+        return texts, [text_pair] if isinstance(text_pair, str) else list(text_pair)
+    if texts and all(isinstance(t, (tuple, list)) and len(t) == 2 for t in texts):
+        return [a for a, _ in texts], [b for _, b in texts]
+    return texts, None
+
+
+def _padded_width(padding: bool | str, ids: list[list[int]], max_length: int) -> int | None:
+    """The length to pad every row to, or None for no padding."""
+    if padding in (False, "do_not_pad"):
+        return None
+    if padding in (True, "longest"):
+        return max(map(len, ids), default=0)
+    if padding == "max_length":
+        return max_length
+    raise MinifreezeError(f"padding={padding!r}: use True (to the longest), 'max_length' or False")
+
+
+def _as_output(rows: list[list[int]], return_tensors: str | None, single: bool) -> Any:
+    """Lists (one row for a single text, as transformers does), or a [batch, length] tensor."""
+    if return_tensors is None:
+        return rows[0] if single else rows
+    if return_tensors not in ("pt", "np"):
+        raise MinifreezeError(f"return_tensors={return_tensors!r}: use 'pt' (torch), 'np' or None (lists)")
+    if len({len(row) for row in rows}) > 1:
+        raise MinifreezeError("texts of different lengths make no tensor: pass padding=True")
+    import numpy as np
+
+    array = np.array(rows, dtype=np.int64) if rows else np.zeros((0, 0), dtype=np.int64)
+    if return_tensors == "np":
+        return array
+    import torch
+
+    return torch.from_numpy(array)
 
 
 def _token_text(value: Any) -> str | None:

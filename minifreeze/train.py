@@ -29,6 +29,7 @@ from .model import load_model
 from .optim import make_optimizer, make_scheduler
 from .resume import load_state, save_state
 from .run_folder import RunFolder, disk_error, disk_errors, trim_metrics, write_json
+from .task import task_record
 from .tokenizer import load_tokenizer
 
 
@@ -202,11 +203,7 @@ def _train(cfg: TrainConfig, stack: ExitStack) -> dict:
         keep = data.stratified_subset(train_split.labels, cfg.train_size, cfg.data_seed)
         train_split = train_split.select(keep, f"{train_split.source} [{cfg.train_size} stratified]")
     tokenizer = load_tokenizer(cfg.model)
-    max_length = min(cfg.max_length, tokenizer.model_max_length)  # longer would index past the positions
-    if max_length < cfg.max_length:
-        say(
-            f"note: --max-length {cfg.max_length} is more than the model's {max_length} positions: texts stop there"
-        )
+    max_length = tokenizer.capped_length(cfg.max_length)  # longer would index past the positions (warns)
     train_set = data.encode_split(train_split, tokenizer, max_length)
     eval_set = data.encode_split(dataset.validation, tokenizer, max_length)
     baseline = majority_baseline(train_split.labels, dataset.validation.labels)
@@ -229,6 +226,7 @@ def _train(cfg: TrainConfig, stack: ExitStack) -> dict:
             f"{model.config.vocab_size}: tokenizer and model do not belong together"
         )
     model.to(device)
+    model.task = task_record(cfg, dataset, tokenizer)  # saved with the model; predict and evaluate read it
 
     # ---------------------------------------------------------------- freeze plan
     plan = freeze(model, cfg.freeze, frozen_dropout=cfg.frozen_dropout, seed=cfg.seed)

@@ -138,5 +138,7 @@ def test_frozen_forward_takes_the_four_cases_apart(capsys):
         assert frozen_forward.main(argv) == 0
     finally:
         torch.set_num_threads(threads)
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "ms" not in line]
+    rows = [
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "ms" not in line
+    ]
     assert len(rows) == 4 and rows[0].endswith("| 1.00 |")

@@ -89,8 +89,22 @@ def test_pickle_with_code_is_refused(tmp_path, hf_checkpoint):
     folder, _, _ = hf_checkpoint
     (folder / "model.safetensors").unlink()
     torch.save({"x": torch.zeros(1), "evil": shutil.rmtree}, folder / "pytorch_model.bin")
-    with pytest.warns(UserWarning), pytest.raises(MinifreezeError, match="cannot be read safely"):
+    with pytest.warns(UserWarning), pytest.raises(MinifreezeError, match="is a pickle checkpoint") as error:
         minifreeze.load_model(folder)
+    message = str(error.value)
+    assert "\n" not in message and "cannot be loaded safely" in message and "safetensors" in message
+    assert "weights_only=False" not in message  # torch's advice to turn the safety off is not repeated
+
+
+def test_truncated_pytorch_bin_is_one_line(hf_checkpoint):
+    folder, _, _ = hf_checkpoint
+    torch.save(load_file(str(folder / "model.safetensors")), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    data = (folder / "pytorch_model.bin").read_bytes()
+    (folder / "pytorch_model.bin").write_bytes(data[: len(data) // 2])
+    with pytest.warns(UserWarning), pytest.raises(MinifreezeError, match="corrupted or truncated") as error:
+        minifreeze.load_model(folder)
+    assert "\n" not in str(error.value)
 
 
 def test_unknown_model_type(hf_checkpoint):

@@ -106,6 +106,8 @@ def test_bad_input_is_one_line_on_stderr(toy_model, toy_data, tmp_path, capsys, 
         "--no-progress",
         "--epochs",
         "1",
+        "--max-length",
+        "64",  # the toy model's positions: no warning line before the error
     ]
     with pytest.raises(SystemExit) as exit_info:
         cli.run(train_main, [*base, *args])

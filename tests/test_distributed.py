@@ -69,7 +69,9 @@ def test_teardown_leaves_the_group(tmp_path):
     distributed.teardown(run_finished=False)  # nothing left to leave: a no-op, not an error
 
 
-def test_train_leaves_the_group_after_success_and_failure(dropout_free_model, toy_data, tmp_path, monkeypatch):
+def test_train_leaves_the_group_after_success_and_failure(
+    dropout_free_model, toy_data, tmp_path, monkeypatch
+):
     calls = []
     monkeypatch.setattr(distributed, "teardown", lambda run_finished: calls.append(run_finished))
     main(args(dropout_free_model, toy_data, tmp_path / "ok", "1"))

@@ -187,3 +187,72 @@ def test_named_configs_match_transformers_parameter_counts(name):
         ours = minifreeze.SequenceClassifier(minifreeze.config.named_config(name))
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(ours) == count(theirs)
+
+
+def test_mean_pooled_export_is_refused_by_transformers_and_loads_here(hf_checkpoint, tmp_path):
+    """transformers has no mean-pooled head: it would read [CLS] through a random pooler and predict at
+    chance without a word. The export must be refused there (one clear error) and still load here."""
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    folder, _, family = hf_checkpoint
+    ours = minifreeze.load_model(folder, pooling="mean", reinit_head=True).eval()
+    ours.save_pretrained(tmp_path / "mean")
+    for load in (
+        lambda: AutoModelForSequenceClassification.from_pretrained(tmp_path / "mean"),
+        lambda: pipeline("text-classification", model=str(tmp_path / "mean")),
+    ):
+        with pytest.raises(ValueError, match="model type `minifreeze-mean-pooled`"):
+            load()
+    again = minifreeze.load_model(tmp_path / "mean").eval()
+    assert again.pooling == "mean" and again.config.family == family
+    ids, mask, types = padded_batch(pad_id=ours.config.pad_token_id)
+    torch.testing.assert_close(
+        our_outputs(again, ids, mask, types, family)[1],
+        our_outputs(ours, ids, mask, types, family)[1],
+        atol=0,
+        rtol=0,
+    )
+    saved = json.loads((tmp_path / "mean" / "config.json").read_text())
+    assert saved["minifreeze"]["model_type"] == family and "load_model" in saved["minifreeze"]["note"]
+    # the same encoder under a [CLS] head is transformers' own model again: model_type comes back
+    cls = minifreeze.SequenceClassifier(again.config, "cls")
+    cls.encoder.load_state_dict(again.encoder.state_dict())
+    cls.save_pretrained(tmp_path / "cls")
+    assert json.loads((tmp_path / "cls" / "config.json").read_text())["model_type"] == family
+    AutoModelForSequenceClassification.from_pretrained(tmp_path / "cls")
+
+
+def test_mean_pooled_export_keeps_its_tokenizer_loadable_by_transformers(toy_model, tmp_path):
+    """AutoTokenizer falls back to config.json's model_type, which the mean export hides: the export names
+    the tokenizer class instead (the toy folder's tokenizer_config.json has none), so the ids stay equal."""
+    from transformers import AutoTokenizer
+
+    model = minifreeze.load_model(toy_model, pooling="mean", reinit_head=True)
+    model.save_pretrained(tmp_path / "mean")
+    texts = ["the movie was great", "awful plot"]
+    theirs = AutoTokenizer.from_pretrained(tmp_path / "mean")(texts)["input_ids"]
+    assert theirs == minifreeze.load_tokenizer(str(tmp_path / "mean")).encode(texts).input_ids
+    assert json.loads((tmp_path / "mean" / "tokenizer_config.json").read_text())["do_lower_case"] is True
+
+
+def test_saved_model_remembers_its_task(toy_model, tmp_path):
+    model = minifreeze.load_model(toy_model)
+    model.task = {"max_length": 24, "text_column": "review", "text_pair_column": None, "pairs": False}
+    model.save_pretrained(tmp_path / "m")
+    block = json.loads((tmp_path / "m" / "config.json").read_text())["minifreeze"]
+    assert block == {**model.task, "pooling": "cls"}
+    assert minifreeze.load_model(tmp_path / "m").task == model.task
+    assert minifreeze.load_model(toy_model).task == {}  # nothing saved, nothing assumed
+
+
+def test_too_long_input_is_one_line_not_an_index_error(hf_checkpoint):
+    folder, _, family = hf_checkpoint
+    model = minifreeze.load_model(folder)
+    positions = {"bert": 40, "roberta": 40, "distilbert": 40}[family]  # RoBERTa: 42 less pad_id + 1
+    assert model.max_positions == positions
+    with torch.no_grad():
+        model(torch.full((1, positions), 7))
+        with pytest.raises(
+            minifreeze.MinifreezeError, match=f"{positions + 1} tokens is more than the model's"
+        ):
+            model(torch.full((1, positions + 1), 7))

@@ -124,14 +124,14 @@ def test_nonsense_options_are_refused_before_anything_is_written(
     assert not out.exists()
 
 
-def test_max_length_beyond_the_models_positions_stops_at_them(toy_model, tmp_path, capsys):
-    """The toy model has 64 positions; a 150-word text with --max-length 200 used to index past them."""
+def test_max_length_beyond_the_models_positions_stops_at_them(toy_model, tmp_path):
+    """The toy model has 128 positions; a 150-word text with --max-length 200 used to index past them."""
     rows = [(("good " * 150).strip(), 1)] + toy_rows(31, seed=3)
     write_tsv(tmp_path / "data" / "toy" / "train.tsv", rows)
     write_tsv(tmp_path / "data" / "toy" / "validation.tsv", rows[:8])
-    summary = main(args(toy_model, tmp_path / "data", tmp_path / "run", "--max-length", "200"))
+    with pytest.warns(UserWarning, match="max_length 200 is more than the model's 128 positions"):
+        summary = main(args(toy_model, tmp_path / "data", tmp_path / "run", "--max-length", "200"))
     assert summary["steps"] == 1
-    assert "note: --max-length 200 is more than the model's 64 positions" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------------------ --overwrite

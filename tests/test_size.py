@@ -23,9 +23,13 @@ BUDGETS = {
     "minifreeze/heads.py": 120,
     "minifreeze/model.py": 140,
     "minifreeze/config.py": 230,
-    "minifreeze/checkpoints.py": 310,
+    # 310 until round 3: one-line errors for pickle and truncated .bin files, run folders given as --model,
+    # the mean-pooled export that transformers must refuse, and crash-safe writes with fsync.
+    "minifreeze/checkpoints.py": 340,
     "minifreeze/hub.py": 125,  # 110 until one snapshot() served both models and datasets
-    "minifreeze/tokenizer.py": 385,
+    # 385 until it took transformers' calling convention (tokenizer(...), decode, save_pretrained, tensors)
+    # and the model's limits (positions, vocabulary), each checked against transformers in the tests.
+    "minifreeze/tokenizer.py": 440,
     "minifreeze/freezing.py": 220,
     # the loop: one train(cfg) with phase banners (design notes: around 400 lines)
     # 450 until the reliability work: the run-folder rules (lock, --overwrite, repairs) and the option and
@@ -56,7 +60,7 @@ DEFAULT_BUDGET = 150  # any other file; a module that outgrows it deserves its o
 # planned 4500; the package was 4468 lines once every planned module existed, which left no room.
 # 5000 until round 3: the frozen cache's integrity checks (+160), run_folder.py and run_options.py (~280
 # lines of checks and repairs) and readers.py (split out of data.py, +~60 for the label and quoting rules).
-TOTAL_BUDGET = 5700
+TOTAL_BUDGET = 6000  # 5700, then the tokenizer became callable and model folders remember their task (+330)
 
 HOW_TO_FIX = (
     "Make it smaller without code golf, or raise the budget in tests/test_size.py: a conscious edit whose "

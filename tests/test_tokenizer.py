@@ -9,6 +9,7 @@ accents, CJK, emoji, special-token text, whitespace runs, empty strings, truncat
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,168 @@ def test_hub_id_missing_offline_raises_a_one_line_fix(tmp_path, monkeypatch):
     with pytest.raises(MinifreezeError) as error:
         load_tokenizer("nobody/no-such-model")
     assert "nobody/no-such-model" in str(error.value) and "\n" not in str(error.value)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The calling convention transformers users type: tokenizer(texts, padding=..., return_tensors="pt")
+
+CALLS = [
+    (("Hello World!",), {}),
+    ((TEXTS,), dict(padding=True)),
+    ((TEXTS, PAIRS), dict(padding=True, truncation=True, max_length=24)),
+    (("a first text", "its pair"), {}),
+    (([("one", "two"), ("three four five", "six")],), dict(padding=True, return_tensors="pt")),
+    ((TEXTS,), dict(padding=True, truncation=True, return_tensors="pt")),
+    ((TEXTS,), dict(max_length=9)),  # max_length alone truncates, as in transformers
+    ((["short", "a bit"],), dict(padding="max_length", max_length=12, return_tensors="pt")),
+    ((TEXTS,), dict(padding=True, max_length=9)),  # ... but not together with padding
+    (("one text",), dict(return_tensors="pt")),
+    ((TEXTS,), dict(padding="longest", truncation="longest_first", max_length=7, return_tensors="np")),
+]
+
+
+def assert_calls_match(ours, theirs):
+    import numpy as np
+    import torch
+
+    for args, kwargs in CALLS:
+        with warnings.catch_warnings():  # transformers notes that max_length without truncation is unused
+            warnings.simplefilter("ignore")
+            expected = theirs(*args, **kwargs)
+        got = ours(*args, **kwargs)
+        assert list(got) == list(expected), (args, kwargs)
+        for key, value in expected.items():
+            if isinstance(value, torch.Tensor):
+                assert isinstance(got[key], torch.Tensor) and torch.equal(got[key], value), key
+            elif isinstance(value, np.ndarray):
+                assert np.array_equal(got[key], value), key
+            else:
+                assert got[key] == value, (key, kwargs)
+
+
+def test_calling_the_tokenizer_matches_transformers(minilm_dir):
+    ours = load_tokenizer(minilm_dir)
+    assert_calls_match(ours, transformers.AutoTokenizer.from_pretrained(minilm_dir))
+    assert ours.pad_token_id == 0
+
+
+def test_calling_matches_for_wordpiece_and_bpe_folders(tmp_path):
+    wordpiece = write_wordpiece_folder(tmp_path / "wp", do_lower_case=True)
+    assert_calls_match(load_tokenizer(wordpiece), transformers.BertTokenizer.from_pretrained(wordpiece))
+    bpe = write_bpe_folder(tmp_path / "bpe")
+    theirs = transformers.RobertaTokenizer.from_pretrained(bpe)
+    assert_calls_match(load_tokenizer(bpe), theirs)  # no token_type_ids key: RoBERTa has none
+    assert load_tokenizer(bpe).pad_token_id == theirs.pad_token_id == 1
+
+
+def test_a_batch_feeds_the_model_and_moves_to_a_device(minilm_dir):
+    import torch
+
+    import minifreeze
+
+    batch = load_tokenizer(minilm_dir)(["a gripping film", "dull"], padding=True, return_tensors="pt")
+    assert batch.input_ids is batch["input_ids"] and batch.to("cpu")["attention_mask"].tolist() == [
+        [1, 1, 1, 1, 1],
+        [1, 1, 1, 0, 0],
+    ]
+    model = minifreeze.load_model(minilm_dir).eval()
+    with torch.no_grad():
+        assert model(**batch).shape == (2, 2)
+
+
+def test_a_bare_string_is_one_text(minilm_dir):
+    tokenizer = load_tokenizer(minilm_dir)
+    assert tokenizer.encode("Hello world").input_ids == [[101, 7592, 2088, 102]]
+    assert tokenizer.encode("Hello", "world").input_ids == [[101, 7592, 102, 2088, 102]]
+    assert tokenizer("Hello world")["input_ids"] == [101, 7592, 2088, 102]
+    with pytest.raises(MinifreezeError, match="2 texts but 1 pairs"):
+        tokenizer.encode(["a", "b"], "c")
+
+
+def test_unequal_rows_make_no_tensor_without_padding(minilm_dir):
+    with pytest.raises(MinifreezeError, match="pass padding=True"):
+        load_tokenizer(minilm_dir)(["a", "a longer text"], return_tensors="pt")
+    with pytest.raises(MinifreezeError, match="return_tensors='tf'"):
+        load_tokenizer(minilm_dir)("a", return_tensors="tf")
+    with pytest.raises(MinifreezeError, match="padding='left'"):
+        load_tokenizer(minilm_dir)("a", padding="left")
+
+
+def test_decode_matches_transformers(minilm_dir):
+    import torch
+
+    ours, theirs = load_tokenizer(minilm_dir), transformers.AutoTokenizer.from_pretrained(minilm_dir)
+    ids = theirs(TEXTS[:4])["input_ids"]
+    for row in ids:
+        for skip in (False, True):
+            assert ours.decode(row, skip_special_tokens=skip) == theirs.decode(row, skip_special_tokens=skip)
+    assert ours.decode(torch.tensor(ids[0])) == theirs.decode(ids[0])
+    assert ours.batch_decode(ids, skip_special_tokens=True) == theirs.batch_decode(
+        ids, skip_special_tokens=True
+    )
+
+
+@pytest.mark.parametrize("shape", ["minilm", "wordpiece", "bpe"])
+def test_save_pretrained_reloads_with_identical_ids(minilm_dir, tmp_path, shape):
+    source = {
+        "minilm": lambda: minilm_dir,
+        "wordpiece": lambda: write_wordpiece_folder(tmp_path / "wp", do_lower_case=False),
+        "bpe": lambda: write_bpe_folder(tmp_path / "bpe"),
+    }[shape]()
+    ours = load_tokenizer(source)
+    ours.save_pretrained(tmp_path / "saved")
+    assert {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"} <= {
+        p.name for p in (tmp_path / "saved").iterdir()
+    }
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path / "saved")
+    assert_calls_match(load_tokenizer(tmp_path / "saved"), theirs)
+    assert_calls_match(ours, theirs)
+
+
+def write_model_config(folder: Path, **fields) -> None:
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert", **fields}), encoding="utf-8")
+
+
+def test_max_length_is_capped_at_the_models_positions_with_a_warning(tmp_path):
+    """A max_length beyond the position table used to be an IndexError deep in the embedding."""
+    folder = write_wordpiece_folder(tmp_path / "wp", do_lower_case=True)
+    write_model_config(folder, max_position_embeddings=16)
+    tokenizer = load_tokenizer(folder)
+    assert tokenizer.max_positions == 16 and tokenizer.model_max_length == 16
+    with pytest.warns(UserWarning, match="max_length 600 is more than the model's 16 positions"):
+        encoded = tokenizer.encode(["the movie " * 50], max_length=600)
+    assert len(encoded.input_ids[0]) == 16
+    assert len(tokenizer("the movie " * 50, truncation=True)["input_ids"]) == 16
+    with pytest.raises(MinifreezeError, match="max_length must be at least 1"):
+        tokenizer.encode("x", max_length=0)
+
+
+def test_roberta_positions_leave_out_the_padding_offset(tmp_path):
+    folder = write_bpe_folder(tmp_path / "bpe")
+    (folder / "config.json").write_text(
+        json.dumps({"model_type": "roberta", "max_position_embeddings": 20, "pad_token_id": 1}),
+        encoding="utf-8",
+    )
+    assert load_tokenizer(folder).max_positions == 18
+
+
+def test_a_tokenizer_larger_than_the_models_vocabulary_is_refused(tmp_path):
+    folder = write_wordpiece_folder(tmp_path / "wp", do_lower_case=True)
+    write_model_config(folder, vocab_size=20)  # the vocab.txt holds 42 tokens
+    with pytest.raises(MinifreezeError, match="tokenizer has 42 tokens but the model's embedding only 20"):
+        load_tokenizer(folder)
+
+
+def test_a_training_run_folder_points_at_its_model(tmp_path):
+    (tmp_path / "run" / "model").mkdir(parents=True)
+    (tmp_path / "run" / "summary.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "run" / "config.json").write_text('{"freeze": "2"}', encoding="utf-8")
+    with pytest.raises(MinifreezeError, match=r"run is a training run folder; use --model .*run/model$"):
+        load_tokenizer(tmp_path / "run")
+
+
+def test_empty_text_and_empty_batch(minilm_dir):
+    tokenizer = load_tokenizer(minilm_dir)
+    assert tokenizer("")["input_ids"] == [101, 102]
+    assert tokenizer([], padding=True)["input_ids"] == []
+    assert tuple(tokenizer([], padding=True, return_tensors="pt")["input_ids"].shape) == (0, 0)
