@@ -1,0 +1,83 @@
+"""Every run the README quotes has its files in docs/results/<name>/, and the README says what they say.
+
+The files come from `scripts/readme_runs.sh` (summary.json, metrics.jsonl, config.json, command.txt and
+machine.txt per run). Each check below formats the README's sentence or table row from those files; a
+number edited by hand, or a rerun whose README was not updated, fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "docs" / "results"
+README = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())  # line breaks read as spaces
+
+SETUPS = {  # results folder -> the README table's first column
+    "bitfit_sst2": "BitFit, SST-2 (3 epochs, lr 1e-3)",
+    "distilbert_sst2": "DistilBERT recipe, SST-2 (2 epochs)",
+    "head_only_rotten_tomatoes": "head only, rotten_tomatoes (3 epochs, lr 1e-3)",
+    "random_sst2": "random 90% frozen, SST-2 (3 epochs, lr 1e-4)",
+    "top2_amazon_polarity": "top-2 layers, rotten_tomatoes (2 epochs)",
+}
+
+
+def load(name: str) -> tuple[dict, list[dict], str]:
+    folder = RESULTS / name
+    assert (folder / "summary.json").is_file(), f"{folder} is missing: run scripts/readme_runs.sh"
+    summary = json.loads((folder / "summary.json").read_text())
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    machine = (folder / "machine.txt").read_text() if (folder / "machine.txt").is_file() else ""
+    return summary, records, machine
+
+
+def peak_gb(machine: str) -> float:
+    kbytes = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", machine).group(1))
+    return kbytes / 1024**2
+
+
+def in_readme(fragment: str) -> None:
+    fragment = " ".join(fragment.split())
+    assert fragment in README, f"the README should say {fragment!r} (from its file in docs/results)"
+
+
+def test_default_run():
+    summary, _, machine = load("default")
+    m = summary["metrics"]
+    in_readme(f"**{summary['wall_seconds']:.0f} s wall, validation accuracy {m['accuracy']:.3f}**")
+    in_readme(f"(F1 {m['f1']:.3f}, MCC {m['mcc']:.3f}; majority class {summary['majority_baseline']:.3f})")
+    in_readme(f"{summary['train_samples_per_second']:.0f} training samples/s")
+    in_readme(f"{summary['real_token_fraction']:.0%} real tokens")
+    in_readme(f"{peak_gb(machine):.1f} GB peak RSS")
+
+
+def test_real_run():
+    summary, records, _ = load("real_run")
+    m = summary["metrics"]
+    per_epoch = (
+        " / ".join(f"{r['accuracy']:.3f}" for r in records[:-1]) + f" / **{records[-1]['accuracy']:.3f}**"
+    )
+    best = max(r["accuracy"] for r in records)
+    assert m["accuracy"] == best  # the best evaluation is the one summary.json reports
+    in_readme(f"Validation accuracy {per_epoch}")
+    in_readme(f"(F1 {m['f1']:.3f}, MCC {m['mcc']:.3f}; majority class {summary['majority_baseline']:.3f})")
+    in_readme(f"{summary['trainable_params'] / summary['total_params']:.1%} of the parameters train")
+    in_readme(f"Wall time {summary['wall_seconds']:.0f} s")
+
+
+@pytest.mark.parametrize("name", sorted(SETUPS))
+def test_published_setups_table(name):
+    summary, _, _ = load(f"setups/{name}")
+    m, share = summary["metrics"], summary["trainable_params"] / summary["total_params"]
+    trains = (
+        f"{100 * share:.3f}%" if share < 0.001 else f"{100 * share:.2f}%" if share < 0.1 else f"{share:.1%}"
+    )
+    row = (
+        f"| {SETUPS[name]} | `{summary['freeze']}` | {trains} | {m['accuracy']:.3f} | {m['f1']:.3f} | "
+        f"{m['mcc']:.3f} | {summary['train_samples_per_second']:.0f} |"
+    )
+    in_readme(row)
