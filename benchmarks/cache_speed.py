@@ -103,14 +103,19 @@ class Depth:
         the suffix's inputs are collated and gathered before its clock starts."""
         if mode == "suffix":
             batch = batching.collate(self.encoded, indices, self.pad_id, 8)
-            ready = (self.cache.hidden("train", batch), batch.attention_mask, batch.labels)
+            hidden = self.cache.hidden("train", batch)
         started, cpu = time.perf_counter(), time.process_time()
-        if mode == "suffix":
-            loss = self.cache.loss_fn(*ready)[0]
+        if mode == "suffix":  # the training loop's own path from the prefix output to the loss
+            loss = self.model.from_prefix(
+                hidden, batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.labels
+            )[0]
         else:
             batch = batching.collate(self.encoded, indices, self.pad_id, 8)
             if mode == "cache":
-                loss = self.cache.loss(batch, "train")[0]
+                loss = self.model.from_prefix(
+                    self.cache.hidden("train", batch),
+                    batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.labels,
+                )[0]  # fmt: skip
             else:
                 loss = self.model.loss(
                     batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.labels

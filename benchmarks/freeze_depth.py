@@ -830,7 +830,9 @@ def cache_epoch_side(
             max_gb=args.cache_max_gb,
         )
     seconds = time.perf_counter() - started
-    side.loss_fn = lambda raw: frozen.loss(raw, "train")[0]
+    side.loss_fn = lambda raw: model.from_prefix(
+        frozen.hidden("train", raw), raw.input_ids, raw.attention_mask, raw.token_type_ids, raw.labels
+    )[0]  # the training loop's path: the cached prefix output through model.from_prefix
     side.optimizer = ours_optimizer(model, plan)
     return EpochSide(side, order, 8, raw_batches=True, setup_seconds=seconds)
 

@@ -195,7 +195,8 @@ REGISTRY = Registry()
 
 
 class FrozenCache:
-    """What the training loop holds: where each example's prefix output is, and the suffix path."""
+    """What the training loop holds: where each example's prefix output is. It only serves `hidden`; the
+    suffix, head and loss run through `model.from_prefix`, the one path training always takes."""
 
     def __init__(self, model, store: Store, where: dict[str, np.ndarray], stats: dict, home: torch.device):
         self.model = model
@@ -203,8 +204,6 @@ class FrozenCache:
         self.where = where  # split name -> [n, 3] int64 (shard, first row, length) per example
         self.stats = stats
         self.home = home  # where batches are assembled: the training device if the shards live there
-        self.loss_fn = self._suffix_loss
-        self.logits_fn = self._suffix_logits
 
     def hidden(self, split: str, batch: batching.Batch) -> torch.Tensor:
         """The prefix output of a batch [B, T, H], padded with zeros like `collate` pads (the suffix masks
@@ -215,26 +214,6 @@ class FrozenCache:
         for r, (shard, start, n) in enumerate(self.where[split][batch.index.cpu().numpy()].tolist()):
             out[r, :n] = self.store.shards[shard].vectors[start : start + n]
         return out.to(batch.input_ids.device)
-
-    def _suffix_loss(self, hidden, mask, labels):
-        return self.model.head.loss(self.model.encoder.suffix(hidden, mask), mask, labels)
-
-    def _suffix_logits(self, hidden, mask):
-        return self.model.head(self.model.encoder.suffix(hidden, mask), mask)
-
-    def loss(self, batch: batching.Batch, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss, logits) of a batch of `split`, as `model.loss` returns them, from the cached prefix."""
-        return self.loss_fn(self.hidden(split, batch), batch.attention_mask, batch.labels)
-
-    def logits(self, batch: batching.Batch, split: str = "validation") -> torch.Tensor:
-        return self.logits_fn(self.hidden(split, batch), batch.attention_mask)
-
-    def compile(self, loss: bool = True) -> None:
-        """torch.compile the suffix paths (the only ones that run once the cache is built). The training
-        loop passes loss=False: its loss goes through its own compiled TrainablePart."""
-        if loss:
-            self.loss_fn = torch.compile(self._suffix_loss)
-        self.logits_fn = torch.compile(self._suffix_logits)
 
     def report(self) -> str:
         s = self.stats

@@ -18,6 +18,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .errors import MinifreezeError
+from .model import TrainablePart
 
 
 @dataclass(frozen=True)
@@ -64,22 +65,6 @@ def shard(indices: list[int], info: Dist) -> list[int]:
 def loss_weight(shard_size: int, batch_size: int, info: Dist) -> float:
     """DDP averages gradients over ranks; weighting by world * shard / batch turns that into the batch mean."""
     return shard_size * info.world_size / batch_size
-
-
-class TrainablePart(nn.Module):
-    """Suffix + head + loss: what DDP wraps. `prefix_hidden` is the frozen prefix output (or None)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, prefix_hidden, input_ids, attention_mask, token_type_ids, labels):
-        encoder = self.model.encoder
-        if prefix_hidden is None:
-            hidden = encoder(input_ids, attention_mask, token_type_ids)
-        else:
-            hidden = encoder.suffix(prefix_hidden, attention_mask)
-        return self.model.head.loss(hidden, attention_mask, labels)
 
 
 def wrap(model: nn.Module, info: Dist, device: torch.device) -> nn.Module:

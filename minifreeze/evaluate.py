@@ -4,69 +4,18 @@ Prints one JSON object: accuracy, f1, mcc, loss, samples/s, the confusion matrix
 split's real name and source. What is scored is always whole: a file given as --dataset is all of it; a
 folder or named dataset gives its --split file(s), never a held-out part of train (a training run's own
 held-out score is in its summary.json). Labels map to the model's classes, so no train file is needed.
-`evaluate_split` is also what the training loop calls; it batches by length (least padding) since order
-does not matter.
+The scoring itself (`scoring.evaluate_split`) is shared with the training loop.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-
-from . import batching, cli, data
+from . import cli, data
 from .errors import MinifreezeError
-from .metrics import classification_metrics
-
-
-@torch.no_grad()
-def predict_logits(
-    model,
-    encoded: data.EncodedSplit,
-    pad_id: int,
-    batch_size: int,
-    device: torch.device,
-    forward: Callable[[batching.Batch], torch.Tensor] | None = None,
-) -> torch.Tensor:
-    """Logits [N, C] in the split's original order.
-
-    `forward(batch) -> logits` replaces the model call, e.g. to score from the frozen-prefix cache.
-    """
-
-    def call_model(batch: batching.Batch) -> torch.Tensor:
-        return model(batch.input_ids, batch.attention_mask, batch.token_type_ids)
-
-    forward = forward or call_model
-    chunks, order = [], []
-    for indices in batching.sorted_batches(encoded.lengths, batch_size):
-        batch = batching.collate(encoded, indices, pad_id, 8).to(device)
-        chunks.append(forward(batch).float().cpu())
-        order.extend(indices)
-    logits = torch.cat(chunks)
-    return logits[torch.argsort(torch.tensor(order))]
-
-
-def evaluate_split(
-    model,
-    encoded: data.EncodedSplit,
-    pad_id: int,
-    batch_size: int,
-    device: torch.device,
-    forward: Callable[[batching.Batch], torch.Tensor] | None = None,
-) -> dict:
-    start = time.perf_counter()
-    logits = predict_logits(model, encoded, pad_id, batch_size, device, forward)
-    seconds = time.perf_counter() - start
-    labels = torch.tensor(encoded.labels)
-    result = classification_metrics(labels, logits.argmax(-1), logits.shape[-1])
-    result["loss"] = float(F.cross_entropy(logits, labels))
-    result["samples_per_second"] = len(labels) / max(seconds, 1e-9)
-    return result
+from .scoring import evaluate_split, predict_logits  # noqa: F401 - also importable from here, as before
 
 
 @dataclass(frozen=True)
@@ -97,9 +46,9 @@ class EvaluateConfig:
 
 def main(argv: list[str] | None = None) -> dict:
     from .model import load_model
+    from .runtime import autocast, pick_device
     from .task import check_pairs, with_task_defaults
     from .tokenizer import load_tokenizer
-    from .train import autocast, pick_device
 
     cfg = cli.parse(
         EvaluateConfig, argv, "python -m minifreeze.evaluate", "Score a trained model on a split."

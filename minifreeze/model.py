@@ -47,12 +47,7 @@ class SequenceClassifier(nn.Module):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        if input_ids.shape[-1] > self.max_positions:
-            raise MinifreezeError(
-                f"{input_ids.shape[-1]} tokens is more than the model's {self.max_positions} positions: "
-                f"truncate the texts (tokenizer(..., truncation=True, max_length={self.max_positions}))"
-            )
-        return self.head(self.encoder(input_ids, attention_mask, token_type_ids), attention_mask)
+        return self.from_prefix(None, input_ids, attention_mask, token_type_ids)
 
     def loss(
         self,
@@ -62,7 +57,22 @@ class SequenceClassifier(nn.Module):
         labels: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean cross-entropy, logits) for a batch; the head may fuse pooling and loss."""
-        return self.head.loss(self.encoder(input_ids, attention_mask, token_type_ids), attention_mask, labels)
+        return self.from_prefix(None, input_ids, attention_mask, token_type_ids, labels)
+
+    def from_prefix(self, prefix_hidden, input_ids, attention_mask, token_type_ids, labels=None):
+        """The one path from the frozen prefix's output to logits (or, given labels, to (loss, logits)).
+
+        `prefix_hidden` is what `encoder.prefix` returned (or the cache holds); None runs the whole encoder.
+        Training, DDP, the frozen cache, evaluation and the benchmarks all go through here, so what is
+        measured is what trains.
+        """
+        if prefix_hidden is None:
+            hidden = self.encoder(input_ids, attention_mask, token_type_ids)
+        else:
+            hidden = self.encoder.suffix(prefix_hidden, attention_mask)
+        if labels is None:
+            return self.head(hidden, attention_mask)
+        return self.head.loss(hidden, attention_mask, labels)
 
     def save_pretrained(self, folder: str | Path, tokenizer_dir: str | Path | None = None) -> None:
         """Write the Hub layout (transformers loads it); atomically, so a reader never sees half of it."""
@@ -80,6 +90,18 @@ class SequenceClassifier(nn.Module):
             if isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+
+
+class TrainablePart(nn.Module):
+    """What trains, as one module (`model.from_prefix`): the unit DDP wraps and torch.compile compiles.
+    Its parameters are the whole model's, but only the suffix and head are reached by autograd."""
+
+    def __init__(self, model: SequenceClassifier):
+        super().__init__()
+        self.model = model
+
+    def forward(self, prefix_hidden, input_ids, attention_mask, token_type_ids, labels=None):
+        return self.model.from_prefix(prefix_hidden, input_ids, attention_mask, token_type_ids, labels)
 
 
 def random_model(

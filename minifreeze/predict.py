@@ -108,7 +108,7 @@ def predict(
     """One dict per text (a bare string is one text): label, label id, and the probability of every label.
 
     `max_length` defaults to what the model was trained with (else 128)."""
-    from .evaluate import predict_logits
+    from .scoring import predict_logits
     from .task import DEFAULT_MAX_LENGTH
 
     max_length = max_length or getattr(model, "task", {}).get("max_length") or DEFAULT_MAX_LENGTH
@@ -139,9 +139,9 @@ def predict(
 
 def main(argv: list[str] | None = None) -> list[dict]:
     from .model import load_model
+    from .runtime import pick_device
     from .task import check_pairs, with_task_defaults
     from .tokenizer import load_tokenizer
-    from .train import pick_device
 
     cfg = cli.parse(
         PredictConfig,

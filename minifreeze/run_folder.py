@@ -27,15 +27,10 @@ from pathlib import Path
 
 from . import checkpoints
 from .errors import MinifreezeError
+from .runtime import write_json
 
 LOCK = ".lock"
 REPLACING, REPLACED = ".replacing-", ".replaced-"  # an old run moving aside, and one moved aside whole
-
-
-def write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    tmp.replace(path)
 
 
 def disk_error(folder: Path, err: OSError) -> MinifreezeError:

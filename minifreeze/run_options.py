@@ -12,16 +12,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 from pathlib import Path
 
 from . import cli
 from .errors import MinifreezeError
+from .runtime import DEVICE
 
 # Flags a resumed run may change: how fast it goes and where it runs, not what it computes (a different
 # thread count or device can change the last bits of the floats, nothing more).
 RESUME_MAY_CHANGE = ("out", "resume", "progress", "threads", "device", "cache_dir", "cache_max_gb")
-DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 def flag(name: str) -> str:

@@ -16,24 +16,22 @@ then `DIR/runs.csv`, `DIR/summary.md` and PNG plots are written. Why it is built
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import itertools
 import json
-import resource
 import shutil
 import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 from . import cli, train
 from .errors import MinifreezeError
 from .metrics import METRICS
+from .runtime import peak_memory, pick_device, reset_peak_memory, write_json
 
 
 @dataclass(frozen=True)
@@ -116,24 +114,6 @@ def is_finished(run_dir: Path) -> bool:
     return path.is_file() and not json.loads(path.read_text())["stopped"].startswith("stopped by signal")
 
 
-def reset_peak_memory(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")  # Linux: resets VmHWM (and ru_maxrss)
-
-
-def peak_memory(device: torch.device) -> tuple[float, str]:
-    """(MiB, what was measured) since the last reset_peak_memory."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda max allocated"
-    try:
-        line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmHWM"))
-        return int(line.split()[1]) / 1024, "rss high-water mark"
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "ru_maxrss (process lifetime)"
-
-
 # Options that change how fast a run goes, not what it computes: a resumed sweep may change them.
 NEUTRAL = {"out", "overwrite", "resume", "progress", "threads", "eval_batch_size"}
 NEUTRAL |= {"cache_dir", "cache_max_gb"}
@@ -155,20 +135,20 @@ def check_same_options(cfg: train.TrainConfig) -> None:
 def run_point(cfg: train.TrainConfig, opts, train_fn: Callable) -> None:
     """Train one grid point (a fresh run folder); a failure is recorded in failed.json, not raised."""
     run_dir = Path(cfg.out)
-    device = train.pick_device(cfg.device)
+    device = pick_device(cfg.device)
     reset_peak_memory(device)
     try:
         train_fn(cfg)
     except Exception as err:  # noqa: BLE001 - one bad grid point must not end the study
         run_dir.mkdir(parents=True, exist_ok=True)
         message = (str(err).strip().splitlines() or [""])[0]
-        train.write_json(run_dir / "failed.json", {"error": f"{type(err).__name__}: {message}"})
+        write_json(run_dir / "failed.json", {"error": f"{type(err).__name__}: {message}"})
         return
     if not is_finished(run_dir):  # train stopped by SIGINT/SIGTERM: redo this run on restart
         (run_dir / "summary.json").unlink(missing_ok=True)
         raise KeyboardInterrupt
     mib, source = peak_memory(device)
-    train.write_json(run_dir / "sweep.json", {"peak_memory_mib": mib, "memory_source": source})
+    write_json(run_dir / "sweep.json", {"peak_memory_mib": mib, "memory_source": source})
     if not opts.keep_models:
         for folder in ("model", "last"):
             shutil.rmtree(run_dir / folder, ignore_errors=True)
@@ -447,7 +427,7 @@ def run_sweep(opts, train_fn: Callable[[train.TrainConfig], dict] = train.train)
     root = Path(opts.out)
     grid = make_grid(opts, root)
     root.mkdir(parents=True, exist_ok=True)
-    train.write_json(root / "sweep_config.json", dataclasses.asdict(opts))
+    write_json(root / "sweep_config.json", dataclasses.asdict(opts))
     if not opts.report_only:
         todo = [cfg for cfg in grid if not is_finished(Path(cfg.out))]
         for cfg in (c for c in grid if c not in todo):

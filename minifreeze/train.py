@@ -12,7 +12,7 @@ import json
 import math
 import signal
 import time
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,13 +22,14 @@ from tqdm.auto import tqdm
 from . import batching, cli, data, distributed, hub, run_options
 from . import cache as frozen_cache
 from .errors import MinifreezeError
-from .evaluate import evaluate_split
 from .freezing import freeze
 from .metrics import METRICS, majority_baseline
-from .model import load_model
+from .model import TrainablePart, load_model
 from .optim import make_optimizer, make_scheduler
 from .resume import load_state, save_state
-from .run_folder import RunFolder, disk_error, disk_errors, trim_metrics, write_json
+from .run_folder import RunFolder, disk_error, disk_errors, trim_metrics
+from .runtime import autocast, pick_device, write_json
+from .scoring import evaluate_split
 from .task import task_record
 from .tokenizer import load_tokenizer
 
@@ -112,28 +113,6 @@ class TrainConfig:
         "--threads, --device, --cache-dir and --cache-max-gb may differ; a finished run is left as it is",
     )
     progress: bool = cli.option(True, "show progress bars")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not run_options.DEVICE.fullmatch(name):
-        raise MinifreezeError(f"--device {name}: use cpu, cuda, cuda:N, mps or auto")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MinifreezeError(f"--device {name}: CUDA is not available here; use --device cpu")
-    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
-        raise MinifreezeError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise MinifreezeError("--device mps: MPS is not available here; use --device cpu")
-    return torch.device(name)
-
-
-def autocast(amp: str, device: torch.device):
-    if amp == "off":
-        return nullcontext()
-    if amp == "fp16" and device.type != "cuda":
-        raise MinifreezeError("--amp fp16 needs a CUDA device; on CPU use --amp bf16")
-    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 class StopRequested:
@@ -278,12 +257,11 @@ def _train(cfg: TrainConfig, stack: ExitStack) -> dict:
     # ---------------------------------------------------------------- compile and data parallelism
     # What trains (suffix + head + loss) is one module, wrapped in DDP under torchrun; the frozen prefix
     # (or its cache) runs before it, under no_grad, so DDP never sees the frozen parameters.
+    # Evaluation runs the same path without DDP (it needs no gradient sync) and without labels (logits).
     trainable = distributed.wrap(model, info, device)
-    prefix, runner = model.encoder.prefix, model
+    prefix, scorer = model.encoder.prefix, TrainablePart(model)
     if cfg.compile:  # after freezing: compiled graphs bake in requires_grad (re-compile if it changes)
-        trainable, prefix, runner = torch.compile(trainable), torch.compile(prefix), torch.compile(model)
-        if cache:
-            cache.compile(loss=False)
+        trainable, prefix, scorer = torch.compile(trainable), torch.compile(prefix), torch.compile(scorer)
 
     def batch_loss(batch: batching.Batch) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast(cfg.amp, device):
@@ -302,17 +280,15 @@ def _train(cfg: TrainConfig, stack: ExitStack) -> dict:
         finite = []
 
         def forward(batch: batching.Batch) -> torch.Tensor:
-            if cache:
-                logits = cache.logits(batch, "validation")
-            else:
-                logits = runner(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+            hidden = cache.hidden("validation", batch) if cache else None  # None: the whole encoder runs
+            logits = scorer(hidden, batch.input_ids, batch.attention_mask, batch.token_type_ids)
             finite.append(bool(torch.isfinite(logits).all()))
             return logits
 
         model.eval()
         with autocast(cfg.amp, device):
             result = evaluate_split(
-                runner, eval_set, tokenizer.pad_id, cfg.eval_batch_size, device, forward=forward
+                model, eval_set, tokenizer.pad_id, cfg.eval_batch_size, device, forward=forward
             )
         model.train()
         if not (all(finite) and math.isfinite(result["loss"])):

@@ -1,0 +1,70 @@
+"""Where and how a command runs: the device, the autocast, atomic JSON files, peak memory.
+
+Every command needs these and none owns them, so they live below all of them: train, evaluate, predict
+and the sweep import this module, never each other (a command importing a command is how import cycles
+started here).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import resource
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from .errors import MinifreezeError
+
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` is CUDA when there is one; a device this machine lacks is one line, not a crash later."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not DEVICE.fullmatch(name):
+        raise MinifreezeError(f"--device {name}: use cpu, cuda, cuda:N, mps or auto")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise MinifreezeError(f"--device {name}: CUDA is not available here; use --device cpu")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise MinifreezeError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise MinifreezeError("--device mps: MPS is not available here; use --device cpu")
+    return torch.device(name)
+
+
+def autocast(amp: str, device: torch.device):
+    """The `--amp` context: off, bf16 (CPU and CUDA) or fp16 (CUDA only: it needs grad scaling)."""
+    if amp == "off":
+        return nullcontext()
+    if amp == "fp16" and device.type != "cuda":
+        raise MinifreezeError("--amp fp16 needs a CUDA device; on CPU use --amp bf16")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Write a JSON file whole or not at all: a reader never sees half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
+    tmp.replace(path)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: resets VmHWM (and ru_maxrss)
+
+
+def peak_memory(device: torch.device) -> tuple[float, str]:
+    """(MiB, what was measured) since the last reset_peak_memory."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda max allocated"
+    try:
+        line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmHWM"))
+        return int(line.split()[1]) / 1024, "rss high-water mark"
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "ru_maxrss (process lifetime)"
