@@ -66,6 +66,11 @@ class SequenceClassifier(nn.Module):
         Training, DDP, the frozen cache, evaluation and the benchmarks all go through here, so what is
         measured is what trains.
         """
+        if input_ids.shape[-1] > self.max_positions:
+            raise MinifreezeError(
+                f"{input_ids.shape[-1]} tokens is more than the model's {self.max_positions} positions: "
+                f"truncate the texts (tokenizer(..., truncation=True, max_length={self.max_positions}))"
+            )
         if prefix_hidden is None:
             hidden = self.encoder(input_ids, attention_mask, token_type_ids)
         else:
