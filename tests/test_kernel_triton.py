@@ -120,8 +120,9 @@ def _run(inputs: dict, impl: str, dtype: torch.dtype | None) -> dict[str, torch.
                 d_bias=None if bias is None else bias.grad)  # fmt: skip
 
 
-def _compare_case(spec: dict, dtype: torch.dtype, seed: int) -> dict:
+def _compare_case(spec: dict, dtype: torch.dtype, seed: int, device: str = "cpu") -> dict:
     inputs = _make_inputs(spec, dtype, seed)
+    inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
     ref64 = _run(inputs, "reference", torch.float64)
     ref = _run(inputs, "reference", None)
     kern = _run(inputs, "triton", None)
@@ -146,7 +147,7 @@ def _compare_case(spec: dict, dtype: torch.dtype, seed: int) -> dict:
     if bool(empty.any()):
         bias = inputs["bias"]
         expected = (
-            torch.zeros(spec["C"], dtype=kern["logits"].dtype)
+            torch.zeros(spec["C"], dtype=kern["logits"].dtype, device=kern["logits"].device)
             if bias is None
             else bias.to(kern["logits"].dtype)
         )
@@ -240,7 +241,11 @@ CASE_IDS = _case_ids()
 
 @pytest.mark.parametrize("case", CASE_IDS)
 def test_kernel_matches_reference(interpreted: dict, case: str) -> None:
-    result = interpreted["cases"][case]
+    check_errors(interpreted["cases"][case], case)
+
+
+def check_errors(result: dict, case: str) -> None:
+    """The tolerances of the module docstring, for one case's table (shared with tests/gpu)."""
     name, dtype_name = case.rsplit("-", 1)
     eps = torch.finfo(DTYPES[dtype_name]).eps
     assert result["errors"], "no quantity was compared"
