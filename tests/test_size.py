@@ -44,11 +44,14 @@ BUDGETS = {
     # split out of data.py in round 3, when TSV quoting, whole-split evaluation and the label checks
     # (regression/multi-label refused, class ids without gaps) took data.py to 720 lines.
     "minifreeze/readers.py": 200,
-    # planned 300 and 350; 330 and 346 at the re-check, with both files complete. Set to that plus ~20%.
-    # cache.py: 400 until it grew by ~130 lines for a disk it no longer trusts: SHA-256 of every shard
-    # file checked at open, damaged shards reported, moved away and replaced, full disks and killed builds.
-    "minifreeze/cache.py": 500,
-    "minifreeze/cache_admin.py": 175,  # the default, then `verify` (lists damaged shards)
+    # The frozen cache, a package since issue 18 (cache.py was 476 lines, budget 500, after it grew by ~130
+    # for a disk it no longer trusts; cache_admin.py 159, budget 175). __init__.py is what users see: the
+    # keys, build() and FrozenCache (246 at the split); store.py the shards on disk, their checksums,
+    # publishing and the registry (258); __main__.py the admin command, `python -m minifreeze.cache` (163).
+    # Each is its size at the split plus ~10%; the docstring each new file needed is most of the growth.
+    "minifreeze/cache/__init__.py": 270,
+    "minifreeze/cache/store.py": 285,
+    "minifreeze/cache/__main__.py": 175,
     "minifreeze/sweep.py": 420,
     "minifreeze/evaluate.py": 150,
     "minifreeze/predict.py": 150,
