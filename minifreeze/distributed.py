@@ -68,7 +68,8 @@ def loss_weight(shard_size: int, batch_size: int, info: Dist) -> float:
 
 
 def wrap(model: nn.Module, info: Dist, device: torch.device) -> nn.Module:
-    """The trainable part, inside DDP when running distributed (re-wrap whenever the trainable set changes)."""
+    """`model.TrainablePart` (suffix, head and loss: `model.from_prefix` as a module), inside DDP when running
+    distributed. DDP buckets the parameters that require grad when it wraps: re-wrap if the set changes."""
     part = TrainablePart(model)
     if not info.enabled:
         return part

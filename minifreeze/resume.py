@@ -1,16 +1,19 @@
 """Training state on disk: everything needed to continue a run exactly where it stopped.
 
 `DIR/last/` holds the model (all our parameters, safetensors) and `state.pt` (optimizer, scheduler,
-grad scaler, RNG states, the position in the data, the metric history). It is written with the same
-swap-in-a-finished-folder trick as the best model, so an interrupted save leaves the previous one whole.
-`state.pt` holds only tensors and plain containers, and is read back with `weights_only=True`.
+grad scaler, RNG states, and the loop's `Progress`: the position in the data, the metric history). It is
+written with the same swap-in-a-finished-folder trick as the best model, so an interrupted save leaves the
+previous one whole. `state.pt` holds only tensors and plain containers, and is read back with
+`weights_only=True`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import pickle
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +24,48 @@ from safetensors.torch import load_file, save
 from .checkpoints import write_atomically, write_file
 from .errors import MinifreezeError
 
-# What the training loop reads back from `progress`; a checkpoint without one of these is from another version.
-PROGRESS_KEYS = ("step", "epoch", "batch_in_epoch", "best", "best_step", "evals", "since_best")
+
+@dataclass
+class Progress:
+    """Where the training loop stands: all it needs to go on after --resume, saved (as a dict) in state.pt."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of `epoch` done: a resumed run goes on with the next one
+    best: float | None = None  # the best value of --metric so far, reached at best_step
+    best_step: int = 0
+    evals: int = 0
+    since_best: int = 0  # evaluations since the best one (--patience)
+    train_examples: int = 0  # these four feed the summary's speed and padding figures only
+    train_seconds: float = 0.0
+    real_tokens: int = 0
+    padded_tokens: int = 0
+
+    def took_step(self, epoch: int, batch_in_epoch: int, examples: int, seconds: float) -> None:
+        self.step += 1
+        self.epoch, self.batch_in_epoch = epoch, batch_in_epoch
+        self.train_examples += examples
+        self.train_seconds += seconds
+
+    def evaluated(self, value: float) -> bool:
+        """Count an evaluation of --metric; True (it is the new best) when it beats every earlier one."""
+        self.evals += 1
+        improved = self.best is None or value > self.best
+        if improved:
+            self.best, self.best_step, self.since_best = value, self.step, 0
+        else:
+            self.since_best += 1
+        return improved
+
+    def done_reason(self, total_steps: int, patience: int) -> str | None:
+        """Why the run is over, read from the progress alone: a resumed finished run trains no step more."""
+        if patience and self.since_best >= patience:
+            return f"early stop: no improvement in {patience} evaluations"
+        return "completed" if self.step >= total_steps else None
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.train_examples / max(self.train_seconds, 1e-9)
 
 
 def rng_states() -> dict[str, Any]:
@@ -39,8 +82,11 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def save_state(folder: Path, model: torch.nn.Module, optimizer, scheduler, scaler, progress: dict) -> None:
+def save_state(
+    folder: Path, model: torch.nn.Module, optimizer, scheduler, scaler, progress: Progress
+) -> None:
     """Atomically write DIR/last: the model's parameters, optimizer, scheduler, scaler, RNG, progress.
+    `scaler` is a torch.amp.GradScaler, enabled or not (a disabled one saves, and loads, an empty dict).
 
     Both files are serialised in memory and written with write_file, so a full disk or a read-only
     folder raises an OSError that names the problem (torch.save on a full disk says "unexpected pos").
@@ -52,9 +98,9 @@ def save_state(folder: Path, model: torch.nn.Module, optimizer, scheduler, scale
         state = {
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
+            "scaler": scaler.state_dict(),
             "rng": rng_states(),
-            "progress": progress,
+            "progress": dataclasses.asdict(progress),
         }
         buffer = io.BytesIO()
         torch.save(state, buffer)
@@ -63,8 +109,8 @@ def save_state(folder: Path, model: torch.nn.Module, optimizer, scheduler, scale
     write_atomically(folder, fill)
 
 
-def load_state(folder: Path, model: torch.nn.Module, optimizer, scheduler, scaler) -> dict:
-    """Restore what save_state wrote; returns the progress dict."""
+def load_state(folder: Path, model: torch.nn.Module, optimizer, scheduler, scaler) -> Progress:
+    """Restore what save_state wrote; returns the loop's progress."""
     if not (folder / "state.pt").is_file():
         raise MinifreezeError(f"--resume: no checkpoint in {folder}; the run never finished an evaluation")
     try:
@@ -75,8 +121,10 @@ def load_state(folder: Path, model: torch.nn.Module, optimizer, scheduler, scale
             f"--resume: the checkpoint in {folder} cannot be read ({type(err).__name__}); "
             "start again with --overwrite"
         ) from None
-    progress = state.get("progress") if isinstance(state, dict) else None
-    missing = [key for key in PROGRESS_KEYS if key not in (progress or {})]
+    saved = state.get("progress") if isinstance(state, dict) else None
+    saved = saved if isinstance(saved, dict) else {}
+    names = [f.name for f in dataclasses.fields(Progress)]
+    missing = [name for name in names if name not in saved]
     if missing:
         raise MinifreezeError(
             f"--resume: {folder} comes from another minifreeze version (no {', '.join(missing)}); "
@@ -90,7 +138,6 @@ def load_state(folder: Path, model: torch.nn.Module, optimizer, scheduler, scale
             params[name].copy_(tensor)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    if scaler is not None and state["scaler"] is not None:
-        scaler.load_state_dict(state["scaler"])
+    scaler.load_state_dict(state["scaler"])  # a disabled scaler ignores it (older checkpoints hold None)
     set_rng_states(state["rng"])
-    return state["progress"]
+    return Progress(**{name: saved[name] for name in names})

@@ -127,6 +127,12 @@ class RunFolder:
             if config is not None:
                 write_json(self.path / "config.json", config)
 
+    def resumed_at(self, step: int) -> None:
+        """A resumed run redoes the steps after its checkpoint's `step`: the evaluations it logged there go."""
+        if self.active:
+            with disk_errors(self.path):
+                trim_metrics(self.path / "metrics.jsonl", step)
+
     def commit(self) -> None:
         """The run saved its first checkpoint: from now on DIR is its own, and the run it replaced goes."""
         if self.active and not self.committed:

@@ -1,8 +1,10 @@
 """Fine-tune a classifier with layer freezing: `python -m minifreeze.train --help`.
 
-One function, `train(cfg)`, read top to bottom: run folder, data, model, freeze plan, optimizer,
-compile, loop, summary. No callbacks, no trainer object. The frozen prefix costs nothing in backward
-because the encoder runs it under torch.no_grad() (see encoder.py); this file never has to think about it.
+One function, `train(cfg)`, read top to bottom: run folder, data, model, freeze plan, frozen cache,
+optimizer, compile, loop, summary; the named pieces it calls follow it (the batches across epochs, the
+validation, the writes after an evaluation). No callbacks, no trainer object. The frozen prefix costs
+nothing in backward because the encoder runs it under torch.no_grad() (see encoder.py); this file never
+has to think about it.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import json
 import math
 import signal
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -26,8 +30,8 @@ from .freezing import freeze
 from .metrics import METRICS, majority_baseline
 from .model import TrainablePart, load_model
 from .optim import make_optimizer, make_scheduler
-from .resume import load_state, save_state
-from .run_folder import RunFolder, disk_error, disk_errors, trim_metrics
+from .resume import Progress, load_state, save_state
+from .run_folder import RunFolder, disk_error, disk_errors
 from .runtime import autocast, pick_device, write_json
 from .scoring import evaluate_split
 from .task import task_record
@@ -160,7 +164,7 @@ def _train(cfg: TrainConfig, stack: ExitStack) -> dict:
     info, device_name = distributed.setup(cfg.device)  # one process, or one of torchrun's ranks
     device = pick_device(device_name)
     autocast(cfg.amp, device)  # refuses --amp fp16 on CPU now rather than at the first step
-    say = print if info.is_main else (lambda *args, **kwargs: None)  # only rank 0 talks and writes
+    say = tqdm.write if info.is_main else (lambda *args, **kwargs: None)  # only rank 0 talks and writes
     out = Path(distributed.gather(default_out(cfg) if info.is_main else None, info)[0])
     folder = stack.enter_context(RunFolder(out, cfg.resume, cfg.overwrite, active=info.is_main))
     if cfg.threads:
@@ -168,19 +172,7 @@ def _train(cfg: TrainConfig, stack: ExitStack) -> dict:
     torch.manual_seed(cfg.seed)
 
     # ---------------------------------------------------------------- data
-    dataset = data.load_dataset(
-        cfg.dataset,
-        data_dir=cfg.data_dir,
-        text_column=cfg.text_column,
-        label_column=cfg.label_column,
-        text_pair_column=cfg.text_pair_column,
-        split_seed=cfg.data_seed,
-        validation_split=cfg.validation_split,
-    )
-    train_split = dataset.train
-    if cfg.train_size and cfg.train_size < len(train_split):
-        keep = data.stratified_subset(train_split.labels, cfg.train_size, cfg.data_seed)
-        train_split = train_split.select(keep, f"{train_split.source} [{cfg.train_size} stratified]")
+    dataset, train_split = load_training_data(cfg)
     tokenizer = load_tokenizer(cfg.model)
     max_length = tokenizer.capped_length(cfg.max_length)  # longer would index past the positions (warns)
     train_set = data.encode_split(train_split, tokenizer, max_length)
@@ -214,18 +206,9 @@ def _train(cfg: TrainConfig, stack: ExitStack) -> dict:
     # ---------------------------------------------------------------- frozen cache
     cache = None
     if cfg.cache_frozen:  # the prefix runs here once per example; the loop then feeds the suffix from it
-        with autocast(cfg.amp, device):
-            cache = frozen_cache.build(
-                model,
-                {"train": train_set, "validation": eval_set},
-                pad_id=tokenizer.pad_id,
-                batch_size=cfg.eval_batch_size,
-                device=device,
-                dtype=cfg.cache_dtype,
-                cache_dir=cfg.cache_dir,
-                max_gb=cfg.cache_max_gb,
-                spec=cfg.freeze,
-            )
+        cache = build_cache(
+            cfg, model, {"train": train_set, "validation": eval_set}, tokenizer.pad_id, device
+        )
         say(cache.report())
 
     # ---------------------------------------------------------------- optimizer and schedule
@@ -235,24 +218,19 @@ def _train(cfg: TrainConfig, stack: ExitStack) -> dict:
     warmup, eval_every = run_options.check_steps(cfg, steps_per_epoch, total_steps)
     optimizer = make_optimizer(model, plan, cfg.lr, cfg.weight_decay)
     scheduler = make_scheduler(optimizer, total_steps, warmup, cfg.schedule)
-    scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" and device.type == "cuda" else None
-    # fmt: off
-    progress = dict(  # the loop's whole state: checkpoints save it, --resume reads it back
-        step=0, epoch=0, batch_in_epoch=0, best=None, best_step=0, evals=0, since_best=0,
-        train_examples=0, train_seconds=0.0, real_tokens=0, padded_tokens=0,
-    )
-    # fmt: on
+    # fp16 needs loss scaling on CUDA; for every other run the scaler is off and passes everything through
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16" and device.type == "cuda")
+    trained = (model, optimizer, scheduler, scaler)  # what a checkpoint holds, with the progress
+    progress = Progress()  # the loop's whole state: checkpoints save it, --resume reads it back
     # Everything checked: the run folder becomes this run's (locked; an old run moved aside).
     folder.begin(None if cfg.resume else {**dataclasses.asdict(cfg), "out": str(out)})
     distributed.gather(None, info)  # other ranks read DIR/last only once rank 0 has locked and repaired it
     saved_step = None  # the step DIR/last holds
     if cfg.resume:
-        progress = load_state(out / "last", model, optimizer, scheduler, scaler)
-        saved_step = progress["step"]
-        if info.is_main:  # evaluations logged after the checkpoint are about to be redone
-            with disk_errors(out):
-                trim_metrics(out / "metrics.jsonl", saved_step)
-        say(f"resumed at step {progress['step']} (epoch {progress['epoch']})")
+        progress = load_state(out / "last", *trained)
+        saved_step = progress.step
+        folder.resumed_at(progress.step)
+        say(f"resumed at step {progress.step} (epoch {progress.epoch})")
 
     # ---------------------------------------------------------------- compile and data parallelism
     # What trains (suffix + head + loss) is one module, wrapped in DDP under torchrun; the frozen prefix
@@ -262,6 +240,7 @@ def _train(cfg: TrainConfig, stack: ExitStack) -> dict:
     prefix, scorer = model.encoder.prefix, TrainablePart(model)
     if cfg.compile:  # after freezing: compiled graphs bake in requires_grad (re-compile if it changes)
         trainable, prefix, scorer = torch.compile(trainable), torch.compile(prefix), torch.compile(scorer)
+    trainable_params = [p for p in model.parameters() if p.requires_grad]  # what the clip sees
 
     def batch_loss(batch: batching.Batch) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast(cfg.amp, device):
@@ -275,144 +254,61 @@ def _train(cfg: TrainConfig, stack: ExitStack) -> dict:
                 hidden, batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.labels
             )
 
-    def evaluate() -> dict:
-        """Validation metrics; a NaN or inf logit stops the run before it can be logged, saved or selected."""
-        finite = []
-
-        def forward(batch: batching.Batch) -> torch.Tensor:
-            hidden = cache.hidden("validation", batch) if cache else None  # None: the whole encoder runs
-            logits = scorer(hidden, batch.input_ids, batch.attention_mask, batch.token_type_ids)
-            finite.append(bool(torch.isfinite(logits).all()))
-            return logits
-
-        model.eval()
-        with autocast(cfg.amp, device):
-            result = evaluate_split(
-                model, eval_set, tokenizer.pad_id, cfg.eval_batch_size, device, forward=forward
-            )
-        model.train()
-        if not (all(finite) and math.isfinite(result["loss"])):
-            raise FloatingPointError(progress["step"], f"the evaluation loss is {result['loss']}")
-        return result
+    evaluate = partial(validation_metrics, model, scorer, cache, eval_set, tokenizer.pad_id, cfg, device)
 
     # ---------------------------------------------------------------- loop
     model.train()
     stop = StopRequested()
-    metrics_log = out / "metrics.jsonl"
-    best_metrics = None
-    bar = tqdm(
-        total=total_steps,
-        initial=progress["step"],
-        desc="train",
-        disable=not (cfg.progress and info.is_main),
-        dynamic_ncols=True,
-    )
-    reason = done_reason(progress, total_steps, cfg.patience)  # a resumed run may have nothing left to do
-    finished = reason is not None
+    show = cfg.progress and info.is_main
+    bar = tqdm(total=total_steps, initial=progress.step, desc="train", disable=not show, dynamic_ncols=True)
+    best_metrics = None  # the best evaluation's metrics, once this process has seen it
+    reason = progress.done_reason(total_steps, cfg.patience)  # a resumed run may have nothing left to do
     try:
-        while not finished:
-            batches = (
-                batching.length_grouped_batches(
-                    train_set.lengths, cfg.batch_size, cfg.seed, progress["epoch"]
-                )
-                if cfg.sampler == "length"
-                else batching.random_batches(len(train_set), cfg.batch_size, cfg.seed, progress["epoch"])
-            )
-            for indices in batches[progress["batch_in_epoch"] :]:
-                step_start = time.perf_counter()
-                loss_sum = 0.0
-                local = distributed.shard(indices, info) or indices[:1]  # a rank with no example still syncs
-                for start in range(0, len(local), micro_batch):
-                    part = local[start : start + micro_batch]
-                    batch = batching.collate(train_set, part, tokenizer.pad_id, 8).to(device)
-                    loss, _ = batch_loss(batch)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(progress["step"] + 1, f"the training loss is {loss.item()}")
-                    weight = distributed.loss_weight(len(part), len(indices), info)
-                    weight *= len(distributed.shard(indices, info)) > 0  # the stand-in example counts zero
-                    scaled = loss * weight
-                    (scaler.scale(scaled) if scaler else scaled).backward()
-                    loss_sum += loss.item() * weight / info.world_size
-                    progress["real_tokens"] += batch.num_real_tokens
-                    progress["padded_tokens"] += batch.num_padded_tokens
-                if scaler:
-                    scaler.unscale_(optimizer)
-                if cfg.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(
-                        [p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm
-                    )
-                if scaler:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
-                loss_sum = distributed.all_sum([loss_sum], info)[0]
-                stop_now = distributed.any_flag(stop.signal is not None, info)
-                progress["step"] += 1
-                progress["batch_in_epoch"] += 1
-                progress["train_examples"] += len(indices)
-                progress["train_seconds"] += time.perf_counter() - step_start
-                speed = progress["train_examples"] / max(progress["train_seconds"], 1e-9)
-                bar.update(1)
-                bar.set_postfix(
-                    loss=f"{loss_sum:.4f}",
-                    lr=f"{scheduler.get_last_lr()[0]:.2e}",
-                    samples_s=f"{speed:.1f}",
-                    epoch=progress["epoch"],
-                )
-                if progress["step"] % eval_every == 0 or progress["step"] >= total_steps or stop_now:
-                    result = evaluate()
-                    progress["evals"] += 1
-                    record = {
-                        "step": progress["step"],
-                        "epoch": progress["epoch"] + progress["batch_in_epoch"] / len(batches),
-                        "train_loss": loss_sum,
-                        "lr": scheduler.get_last_lr()[0],
-                        **result,
-                    }
-                    if info.is_main:
-                        with open(metrics_log, "a") as log:
-                            log.write(json.dumps(record) + "\n")
-                    improved = progress["best"] is None or result[cfg.metric] > progress["best"]
-                    if improved:
-                        progress.update(best=result[cfg.metric], best_step=progress["step"], since_best=0)
-                        best_metrics = result
-                        if info.is_main:
-                            model.save_pretrained(out / "model", tokenizer_dir=model.source)
-                    else:
-                        progress["since_best"] += 1
-                    (bar.write if info.is_main else say)(
-                        f"step {progress['step']}: "
-                        + "  ".join(f"{k} {result[k]:.4f}" for k in ("loss", *METRICS))
-                        + ("  (best)" if improved else "")
-                    )
-                    if info.is_main:
-                        save_state(out / "last", model, optimizer, scheduler, scaler, progress)
-                    saved_step = progress["step"]
-                    folder.commit()  # an old run this one replaces can go now
-                reason = done_reason(progress, total_steps, cfg.patience)
-                if reason is None and stop_now:
-                    reason = f"stopped by signal {stop.signal}: resume with --resume"
-                if reason is not None:
-                    finished = True
-                    break
-            else:
-                progress["epoch"] += 1
-                progress["batch_in_epoch"] = 0
+        for epoch, done, indices in epoch_batches(train_set, cfg, progress) if reason is None else ():
+            step_start = time.perf_counter()
+            loss_sum = 0.0
+            mine = distributed.shard(indices, info)
+            local = mine or indices[:1]  # a rank with no example still syncs; its stand-in counts zero
+            for start in range(0, len(local), micro_batch):
+                part = local[start : start + micro_batch]
+                batch = batching.collate(train_set, part, tokenizer.pad_id, 8).to(device)
+                loss, _ = batch_loss(batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(progress.step + 1, f"the training loss is {loss.item()}")
+                weight = distributed.loss_weight(len(part), len(indices), info) * (len(mine) > 0)
+                scaler.scale(loss * weight).backward()
+                loss_sum += loss.item() * weight / info.world_size
+                progress.real_tokens += batch.num_real_tokens
+                progress.padded_tokens += batch.num_padded_tokens
+            scaler.unscale_(optimizer)
+            if cfg.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(trainable_params, cfg.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            loss_sum = distributed.all_sum([loss_sum], info)[0]
+            stop_now = distributed.any_flag(stop.signal is not None, info)
+            progress.took_step(epoch, done, len(indices), time.perf_counter() - step_start)
+            lr = scheduler.get_last_lr()[0]
+            bar.update(1)
+            speed = f"{progress.samples_per_second:.1f}"
+            bar.set_postfix(loss=f"{loss_sum:.4f}", lr=f"{lr:.2e}", samples_s=speed, epoch=epoch)
+            if progress.step % eval_every == 0 or progress.step >= total_steps or stop_now:
+                result = evaluate(progress.step)
+                epochs = epoch + done / steps_per_epoch
+                record = {"step": progress.step, "epoch": epochs, "train_loss": loss_sum, "lr": lr, **result}
+                improved = log_and_save(folder, trained, progress, record, cfg.metric)
+                best_metrics = result if improved else best_metrics
+                saved_step = progress.step
+                say(evaluation_line(progress.step, result, improved))
+            reason = progress.done_reason(total_steps, cfg.patience)
+            if reason is None and stop_now:
+                reason = f"stopped by signal {stop.signal}: resume with --resume"
+            if reason is not None:
+                break
     except FloatingPointError as err:
-        step, what = err.args
-        kept = (
-            f"{out}/last holds the last finite evaluation (step {saved_step}), {out}/model the best "
-            f"(step {progress['best_step']})"
-            if saved_step is not None
-            else "no evaluation was finite, so nothing was saved"
-        )
-        amp_hint = " or --amp off" if cfg.amp != "off" else ""
-        raise MinifreezeError(
-            f"training diverged at step {step} ({what}); {kept}; lower --lr (now {cfg.lr:g}){amp_hint}"
-        ) from None
+        raise divergence(err, out, saved_step, progress.best_step, cfg) from None
     except OSError as err:  # the loop's only disk writes are to the run folder
         raise disk_error(out, err) from None
     finally:
@@ -420,22 +316,20 @@ def _train(cfg: TrainConfig, stack: ExitStack) -> dict:
         stop.restore()
 
     # ---------------------------------------------------------------- summary
-    if best_metrics is None:  # resumed after the best evaluation: read it back from the log
-        records = [json.loads(line) for line in metrics_log.read_text().splitlines()]
-        best_metrics = max(records, key=lambda r: r[cfg.metric])
-    real, padded = distributed.all_sum([progress["real_tokens"], progress["padded_tokens"]], info)
+    best_metrics = best_metrics or best_logged(out / "metrics.jsonl", cfg.metric)  # resumed past the best
+    real, padded = distributed.all_sum([progress.real_tokens, progress.padded_tokens], info)
     summary = {
         "metrics": {k: best_metrics[k] for k in ("accuracy", "f1", "mcc", "loss")},
         "confusion_matrix": best_metrics["confusion_matrix"],
-        "best_metric": progress["best"],
+        "best_metric": progress.best,
         "metric": cfg.metric,
-        "best_step": progress["best_step"],
-        "steps": progress["step"],
+        "best_step": progress.best_step,
+        "steps": progress.step,
         "stopped": reason,
         "signal": stop.signal if reason.startswith("stopped by signal") else None,
         "out": str(out),
         "majority_baseline": baseline,
-        "train_samples_per_second": progress["train_examples"] / max(progress["train_seconds"], 1e-9),
+        "train_samples_per_second": progress.samples_per_second,
         "real_token_fraction": real / max(padded, 1),
         "world_size": info.world_size,
         "trainable_params": plan.trainable_params,
@@ -454,11 +348,119 @@ def _train(cfg: TrainConfig, stack: ExitStack) -> dict:
     return summary
 
 
-def done_reason(progress: dict, total_steps: int, patience: int) -> str | None:
-    """Why the run is over, read from its progress alone: a resumed finished run then trains no step more."""
-    if patience and progress["since_best"] >= patience:
-        return f"early stop: no improvement in {patience} evaluations"
-    return "completed" if progress["step"] >= total_steps else None
+def load_training_data(cfg: TrainConfig) -> tuple[data.Dataset, data.Split]:
+    """The dataset, and its training split cut to the stratified `--train-size` subset (nested across sizes)."""
+    dataset = data.load_dataset(
+        cfg.dataset,
+        data_dir=cfg.data_dir,
+        text_column=cfg.text_column,
+        label_column=cfg.label_column,
+        text_pair_column=cfg.text_pair_column,
+        split_seed=cfg.data_seed,
+        validation_split=cfg.validation_split,
+    )
+    train_split = dataset.train
+    if cfg.train_size and cfg.train_size < len(train_split):
+        keep = data.stratified_subset(train_split.labels, cfg.train_size, cfg.data_seed)
+        train_split = train_split.select(keep, f"{train_split.source} [{cfg.train_size} stratified]")
+    return dataset, train_split
+
+
+def build_cache(cfg: TrainConfig, model, splits: dict, pad_id: int, device) -> frozen_cache.FrozenCache:
+    """The frozen prefix's output for every example (docs/cache.md), computed under the run's autocast."""
+    with autocast(cfg.amp, device):
+        return frozen_cache.build(
+            model,
+            splits,
+            pad_id=pad_id,
+            batch_size=cfg.eval_batch_size,
+            device=device,
+            dtype=cfg.cache_dtype,
+            cache_dir=cfg.cache_dir,
+            max_gb=cfg.cache_max_gb,
+            spec=cfg.freeze,
+        )
+
+
+def epoch_batches(
+    train_set: data.EncodedSplit, cfg: TrainConfig, start: Progress
+) -> Iterator[tuple[int, int, list[int]]]:
+    """(epoch, batches of it done with this one, indices) for each global batch from where `start` stands,
+    epoch after epoch for as long as the loop asks. An epoch's batches are a function of (seed, epoch)
+    alone, so a resumed run goes on mid-epoch with exactly the batches the uninterrupted run had."""
+    epoch, skip = start.epoch, start.batch_in_epoch
+    while True:
+        if cfg.sampler == "length":
+            batches = batching.length_grouped_batches(train_set.lengths, cfg.batch_size, cfg.seed, epoch)
+        else:
+            batches = batching.random_batches(len(train_set), cfg.batch_size, cfg.seed, epoch)
+        for done, indices in enumerate(batches[skip:], start=skip + 1):
+            yield epoch, done, indices
+        epoch, skip = epoch + 1, 0
+
+
+def validation_metrics(
+    model, scorer, cache, eval_set, pad_id: int, cfg: TrainConfig, device, step: int
+) -> dict:
+    """The validation metrics at `step`, through the one suffix path without labels (`scorer`: the
+    TrainablePart outside DDP, which only syncs gradients). A NaN or inf logit or loss raises
+    FloatingPointError, so that such an evaluation is never logged, saved or selected."""
+    finite = []
+
+    def forward(batch: batching.Batch) -> torch.Tensor:
+        hidden = cache.hidden("validation", batch) if cache else None  # None: the whole encoder runs
+        logits = scorer(hidden, batch.input_ids, batch.attention_mask, batch.token_type_ids)
+        finite.append(bool(torch.isfinite(logits).all()))
+        return logits
+
+    model.eval()
+    with autocast(cfg.amp, device):
+        result = evaluate_split(model, eval_set, pad_id, cfg.eval_batch_size, device, forward=forward)
+    model.train()
+    if not (all(finite) and math.isfinite(result["loss"])):
+        raise FloatingPointError(step, f"the evaluation loss is {result['loss']}")
+    return result
+
+
+def log_and_save(folder: RunFolder, trained: tuple, progress: Progress, record: dict, metric: str) -> bool:
+    """After an evaluation: count it in `progress`, then (rank 0) append `record` to metrics.jsonl, save the
+    best model if it improved, and save DIR/last, in that order: a kill between any two writes resumes
+    from DIR/last, which drops the log lines past it. True when this evaluation is the best so far."""
+    improved = progress.evaluated(record[metric])
+    if folder.active:
+        with open(folder.path / "metrics.jsonl", "a") as log:
+            log.write(json.dumps(record) + "\n")
+        if improved:
+            trained[0].save_pretrained(folder.path / "model")
+        save_state(folder.path / "last", *trained, progress)
+    folder.commit()  # an old run this one replaces can go now
+    return improved
+
+
+def evaluation_line(step: int, result: dict, improved: bool) -> str:
+    scores = "  ".join(f"{k} {result[k]:.4f}" for k in ("loss", *METRICS))
+    return f"step {step}: {scores}" + ("  (best)" if improved else "")
+
+
+def best_logged(metrics_log: Path, metric: str) -> dict:
+    """The best evaluation in metrics.jsonl: a run resumed after its best evaluation did not see it."""
+    records = [json.loads(line) for line in metrics_log.read_text().splitlines()]
+    return max(records, key=lambda r: r[metric])
+
+
+def divergence(err: FloatingPointError, out: Path, saved_step: int | None, best_step: int, cfg) -> Exception:
+    """The one line for a NaN or inf loss: where it happened, what is kept on disk, what to change."""
+    step, what = err.args
+    kept = (
+        f"{out}/last holds the last finite evaluation (step {saved_step}), {out}/model the best "
+        f"(step {best_step})"
+        if saved_step is not None
+        else "no evaluation was finite, so nothing was saved"
+    )
+    amp_hint = " or --amp off" if cfg.amp != "off" else ""
+    return MinifreezeError(
+        f"training diverged at step {step} ({what}); {kept}; lower --lr (now {cfg.lr:g}){amp_hint}"
+    )
 
 
 def compiled_graph_count() -> int:

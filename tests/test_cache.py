@@ -308,7 +308,7 @@ def test_refuses_where_the_cache_would_be_wrong(toy_model, toy_data, tmp_path, e
 
 def test_list_clear_and_prune_the_disk_cache(toy_model, toy_data, tmp_path, capsys):
     """Two keys on disk; prune removes the least recently used first; clear takes a key prefix."""
-    from minifreeze import cache_admin
+    from minifreeze.cache import __main__ as cache_admin
 
     model, tokenizer, splits = toy_setup(toy_model, toy_data, "1")
     build(model, tokenizer, splits, tmp_path, dtype="fp32")
@@ -346,7 +346,7 @@ def test_list_clear_and_prune_the_disk_cache(toy_model, toy_data, tmp_path, caps
     ],
 )
 def test_cache_admin_bad_input_is_one_line(toy_model, toy_data, tmp_path, argv, message):
-    from minifreeze import cache_admin
+    from minifreeze.cache import __main__ as cache_admin
 
     model, tokenizer, splits = toy_setup(toy_model, toy_data, "1")
     build(model, tokenizer, splits, tmp_path)

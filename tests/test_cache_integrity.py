@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import runpy
 import socket
 import subprocess
 import sys
@@ -22,8 +23,9 @@ import pytest
 import torch
 from test_cache import build, run, toy_setup, weights
 
-from minifreeze import MinifreezeError, batching, cache_admin
+from minifreeze import MinifreezeError, batching
 from minifreeze import cache as frozen_cache
+from minifreeze.cache import __main__ as cache_admin
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -471,3 +473,27 @@ def test_admin_on_an_unreadable_cache_folder_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(MinifreezeError, match="cannot read the frozen cache in .*Permission denied") as err:
         cache_admin.main(["list", "--cache-dir", str(tmp_path)])
     assert "\n" not in str(err.value)
+
+
+def test_python_m_minifreeze_cache_runs_the_admin_command_on_the_one_registry(tmp_path, monkeypatch, capsys):
+    """`python -m minifreeze.cache` used to execute cache.py a second time, as __main__: a second module
+    object with its own shard registry beside the one training fills. Now it runs __main__.py alone, on
+    the package's modules."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    argv = ["list", "--cache-dir", str(tmp_path)]
+    done = subprocess.run(
+        [sys.executable, "-m", "minifreeze.cache", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    nothing = f"no frozen cache in {tmp_path / 'frozen'}"
+    assert (done.returncode, done.stdout.strip(), done.stderr) == (0, nothing, "")
+    monkeypatch.setattr(sys, "argv", ["python -m minifreeze.cache", *argv])
+    monkeypatch.delitem(sys.modules, "minifreeze.cache.__main__")  # imported above; a fresh -m has none
+    ran = runpy.run_module("minifreeze.cache", run_name="__main__")  # what -m executes, in this process
+    assert capsys.readouterr().out.strip() == nothing
+    registries = [value for value in ran.values() if isinstance(value, frozen_cache.store.Registry)]
+    assert "Registry" not in ran and registries in ([], [frozen_cache.REGISTRY])
+    assert frozen_cache.store.REGISTRY is frozen_cache.REGISTRY

@@ -60,6 +60,20 @@ def test_setup_cfg_maps_the_kernel_package() -> None:
     assert (REPO / package_dir["minifreeze_kernels"] / "__init__.py").is_file()
 
 
+def test_setup_cfg_lists_every_subpackage() -> None:
+    """The package list is explicit (see setup.cfg), so a new subpackage (minifreeze/cache/) must be named
+    there, or an installed minifreeze lacks it while the tests, run from the repository, still pass."""
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    packages = set(cfg["options"]["packages"].split())
+    found = {
+        ".".join(init.parent.relative_to(REPO).parts)
+        for init in (REPO / "minifreeze").rglob("__init__.py")
+        if "__pycache__" not in init.parts
+    }
+    assert found - packages == set()
+
+
 def test_stable_import_path() -> None:
     import minifreeze.ops as ops
 

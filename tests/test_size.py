@@ -12,6 +12,7 @@ Run `python tests/test_size.py` to print the table.
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,8 +35,10 @@ BUDGETS = {
     # the loop: one train(cfg) with phase banners (design notes: around 400 lines)
     # 450 until the reliability work: the run-folder rules (lock, --overwrite, repairs) and the option and
     # --resume checks moved out to run_folder.py and run_options.py; the loop kept the calls, the finite-
-    # evaluation check, the resume guard and the divergence message.
-    "minifreeze/train.py": 480,
+    # evaluation check, the resume guard and the divergence message. 480 until issue 18 cut _train (300
+    # lines) into its loop and named pieces (the batches across epochs, the validation, the writes after an
+    # evaluation; Progress went to resume.py): 445 lines, mostly the pieces' docstrings. That plus ~5%.
+    "minifreeze/train.py": 470,
     # the run folder's rules (lock, --overwrite kept aside, repairs after a kill), each with its why
     "minifreeze/run_folder.py": 190,
     # planned 450; it was 705 with batching inside. Batching now lives in batching.py (default budget);
@@ -44,11 +47,14 @@ BUDGETS = {
     # split out of data.py in round 3, when TSV quoting, whole-split evaluation and the label checks
     # (regression/multi-label refused, class ids without gaps) took data.py to 720 lines.
     "minifreeze/readers.py": 200,
-    # planned 300 and 350; 330 and 346 at the re-check, with both files complete. Set to that plus ~20%.
-    # cache.py: 400 until it grew by ~130 lines for a disk it no longer trusts: SHA-256 of every shard
-    # file checked at open, damaged shards reported, moved away and replaced, full disks and killed builds.
-    "minifreeze/cache.py": 500,
-    "minifreeze/cache_admin.py": 175,  # the default, then `verify` (lists damaged shards)
+    # The frozen cache, a package since issue 18 (cache.py was 476 lines, budget 500, after it grew by ~130
+    # for a disk it no longer trusts; cache_admin.py 159, budget 175). __init__.py is what users see: the
+    # keys, build() and FrozenCache (246 at the split); store.py the shards on disk, their checksums,
+    # publishing and the registry (258); __main__.py the admin command, `python -m minifreeze.cache` (163).
+    # Each is its size at the split plus ~10%; the docstring each new file needed is most of the growth.
+    "minifreeze/cache/__init__.py": 270,
+    "minifreeze/cache/store.py": 285,
+    "minifreeze/cache/__main__.py": 175,
     "minifreeze/sweep.py": 420,
     "minifreeze/evaluate.py": 150,
     "minifreeze/predict.py": 150,
@@ -61,6 +67,10 @@ DEFAULT_BUDGET = 150  # any other file; a module that outgrows it deserves its o
 # 5000 until round 3: the frozen cache's integrity checks (+160), run_folder.py and run_options.py (~280
 # lines of checks and repairs) and readers.py (split out of data.py, +~60 for the label and quoting rules).
 TOTAL_BUDGET = 6000  # 5700, then the tokenizer became callable and model folders remember their task (+330)
+# The loop, read in one sitting (issue 18): lines of train._train as a reader scrolls them (phase banners,
+# comments and blank lines included; 300 before the issue, 190 after), and of the try block that is its
+# loop (51, one screen).
+FUNCTION_BUDGETS = {"_train": 195, "loop": 55}
 
 HOW_TO_FIX = (
     "Make it smaller without code golf, or raise the budget in tests/test_size.py: a conscious edit whose "
@@ -93,6 +103,19 @@ def test_each_file_within_its_budget():
         f"{path}: {n} code lines, {n - budget} over its budget of {budget}"
         for path, n in sizes().items()
         if n > (budget := BUDGETS.get(path, DEFAULT_BUDGET))
+    ]
+    assert not over, "\n".join(over + [HOW_TO_FIX])
+
+
+def test_the_training_function_and_its_loop_read_in_one_sitting():
+    tree = ast.parse((ROOT / "minifreeze" / "train.py").read_text(encoding="utf-8"))
+    [train] = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "_train"]
+    [loop] = [node for node in train.body if isinstance(node, ast.Try)]
+    lines = {"_train": train.end_lineno - train.lineno + 1, "loop": loop.end_lineno - loop.lineno + 1}
+    over = [
+        f"train.{name}: {n} lines, {n - FUNCTION_BUDGETS[name]} over its budget of {FUNCTION_BUDGETS[name]}"
+        for name, n in lines.items()
+        if n > FUNCTION_BUDGETS[name]
     ]
     assert not over, "\n".join(over + [HOW_TO_FIX])
 

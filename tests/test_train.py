@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import os
 import signal
@@ -17,7 +19,8 @@ from safetensors.torch import load_file
 import minifreeze
 from minifreeze import MinifreezeError
 from minifreeze.heads import Head
-from minifreeze.train import main
+from minifreeze.resume import Progress, load_state, save_state
+from minifreeze.train import TrainConfig, epoch_batches, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -324,3 +327,67 @@ def test_validation_split_chooses_among_several(toy_model, toy_data, tmp_path):
     run(toy_model, toy_data, tmp_path / "run", *common, "--validation-split", "validation_mismatched")
     (record,) = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert sum(map(sum, record["confusion_matrix"])) == 8
+
+
+# ------------------------------------------------------------------------------------ the loop's pieces
+class Examples:
+    """What epoch_batches reads of an encoded split: its size and its lengths."""
+
+    lengths = [3 + i % 13 for i in range(50)]
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+@pytest.mark.parametrize("sampler", ["length", "random"])
+def test_batches_resume_mid_epoch_exactly(sampler):
+    """From the position any checkpoint records (also the one after an epoch's last batch), the batches
+    go on exactly as the uninterrupted run's did, across epoch ends; each epoch covers every example once
+    in an order of its own."""
+    cfg = TrainConfig(batch_size=8, sampler=sampler, seed=3)  # 50 examples: 7 batches an epoch
+    whole = list(itertools.islice(epoch_batches(Examples(), cfg, Progress()), 30))
+    assert [(epoch, done) for epoch, done, _ in whole[5:9]] == [(0, 6), (0, 7), (1, 1), (1, 2)]
+    for first in (0, 7):
+        assert sorted(i for _, _, batch in whole[first : first + 7] for i in batch) == list(range(50))
+    assert [b for _, _, b in whole[:7]] != [b for _, _, b in whole[7:14]]
+    for k in range(1, 30):
+        epoch, done, _ = whole[k - 1]
+        resumed = epoch_batches(Examples(), cfg, Progress(epoch=epoch, batch_in_epoch=done))
+        assert list(itertools.islice(resumed, 30 - k)) == whole[k:], k
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_a_checkpoint_round_trips_the_progress_and_the_grad_scaler(tmp_path, enabled):
+    """The loop holds one GradScaler, off unless fp16 runs on CUDA. Off, it saves an empty dict and loads
+    anything (older checkpoints saved None) as a no-op; on (torch has CPU scalers too), its scale survives."""
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, enabled=enabled)
+    position = dict(step=7, epoch=1, batch_in_epoch=2, best=0.75, best_step=6, evals=3, since_best=1)
+    progress = Progress(**position, train_examples=9, train_seconds=1.5, real_tokens=8, padded_tokens=10)
+    save_state(tmp_path / "last", model, optimizer, scheduler, scaler, progress)
+    state_path = tmp_path / "last" / "state.pt"
+    state = torch.load(state_path, weights_only=True)
+    assert state["progress"] == dataclasses.asdict(progress) and (state["scaler"] == {}) is not enabled
+    again = torch.amp.GradScaler("cpu", enabled=enabled)
+    assert load_state(tmp_path / "last", model, optimizer, scheduler, again) == progress
+    assert again.get_scale() == (1024.0 if enabled else 1.0)
+    if not enabled:
+        torch.save({**state, "scaler": None}, state_path)
+        assert load_state(tmp_path / "last", model, optimizer, scheduler, again) == progress
+
+
+def test_progress_keeps_the_best_and_says_when_the_run_is_over():
+    """A tie is no improvement (the earlier best model stays); --patience counts evaluations since the best."""
+    progress, improved = Progress(), []
+    for step, value in [(3, 0.5), (6, 0.7), (9, 0.7), (12, 0.6)]:
+        progress.took_step(epoch=0, batch_in_epoch=step, examples=16, seconds=0.5)
+        progress.step = step
+        improved.append(progress.evaluated(value))
+    assert improved == [True, True, False, False]
+    assert (progress.best, progress.best_step, progress.since_best, progress.evals) == (0.7, 6, 2, 4)
+    assert progress.samples_per_second == 32.0
+    assert progress.done_reason(100, patience=2) == "early stop: no improvement in 2 evaluations"
+    assert progress.done_reason(100, patience=3) is None and progress.done_reason(100, patience=0) is None
+    assert progress.done_reason(12, patience=0) == "completed"

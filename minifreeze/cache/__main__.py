@@ -11,6 +11,9 @@ Removal is safe while runs are going: a key folder is first renamed out of the w
 a run finds either the whole key or none of it, and a run that already holds shards memory-mapped keeps
 reading them (on Linux the files live until it closes them). Half-written shards that a killed build left
 behind (`.tmp-*` whose process is gone, or older than an hour) go with any `clear` or `prune`.
+
+This is the package's __main__: `python -m minifreeze.cache` runs it after importing the package once, so
+the command works on the same modules (and the one shard registry, store.REGISTRY) as training does.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cli
-from .cache import GIB, NO_DISK, DamagedShard, abandoned, cache_folder, open_shard
-from .errors import MinifreezeError
+from .. import cli
+from ..errors import MinifreezeError
+from .store import GIB, NO_DISK, DamagedShard, abandoned, cache_folder, open_shard
 
 
 @dataclass(frozen=True)
@@ -184,3 +187,7 @@ def main(argv: list[str] | None = None) -> list:
     freed = sum(k.bytes for k in doomed)
     print(f"{verb} {len(doomed)} keys, {human(freed)}; {human(total - freed)} kept in {root}")
     return doomed
+
+
+if __name__ == "__main__":  # `python -m minifreeze.cache`; importing this module runs nothing
+    cli.run(main)
