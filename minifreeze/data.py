@@ -643,11 +643,6 @@ def _hold_out(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     return kept, train.select(held, f"{train.source} [{pct}% held out, {note}]")
 
 
-def _select(split: Split, indices: Sequence[int], source: str) -> Split:
-    """Kept for train.py, which called this before `Split.select` existed; use `split.select`."""
-    return split.select(indices, source)
-
-
 # ----------------------------------------------------------------------------------------------------
 # Splits and subsets
 

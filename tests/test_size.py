@@ -22,7 +22,9 @@ BUDGETS = {
     "minifreeze/encoder.py": 300,
     "minifreeze/heads.py": 120,
     "minifreeze/model.py": 140,
-    "minifreeze/config.py": 230,
+    # 230 until issue 18 made it the one family table (aliases, token types, position offset, default pad
+    # id), with the activation modules (from encoder.py) and the tokenizer file names (from three files).
+    "minifreeze/config.py": 265,
     # 310 until round 3: one-line errors for pickle and truncated .bin files, run folders given as --model,
     # the mean-pooled export that transformers must refuse, and crash-safe writes with fsync.
     "minifreeze/checkpoints.py": 340,
