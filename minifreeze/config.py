@@ -242,47 +242,23 @@ def load_config(folder: str | Path) -> EncoderConfig:
     return config_from_dict(raw, source=str(path))
 
 
+def _sizes(model_type: str, vocab: int, hidden: int, layers: int, heads: int, ffn: int, **more) -> dict:
+    """A BERT/RoBERTa config.json's size fields: vocabulary, hidden size, layers, heads, feed-forward."""
+    names = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+    return dict(model_type=model_type, **dict(zip(names, (vocab, hidden, layers, heads, ffn))), **more)
+
+
+# RoBERTa-base beyond its sizes: 512 positions after the pad_token_id + 1 offset, one token type.
+ROBERTA_BASE = dict(max_position_embeddings=514, type_vocab_size=1, pad_token_id=1, layer_norm_eps=1e-5)
 # Architectures by name, for benchmarks and tests that need the shape of a model but not its weights.
 NAMED_CONFIGS: dict[str, dict[str, Any]] = {
-    "bert-base": dict(
-        model_type="bert",
-        vocab_size=30522,
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        intermediate_size=3072,
-    ),
-    "roberta-base": dict(
-        model_type="roberta",
-        vocab_size=50265,
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        intermediate_size=3072,
-        max_position_embeddings=514,
-        type_vocab_size=1,
-        pad_token_id=1,
-        layer_norm_eps=1e-5,
-    ),
+    "bert-base": _sizes("bert", 30522, 768, 12, 12, 3072),
+    "roberta-base": _sizes("roberta", 50265, 768, 12, 12, 3072, **ROBERTA_BASE),
     "distilbert": dict(
         model_type="distilbert", vocab_size=30522, dim=768, n_layers=6, n_heads=12, hidden_dim=3072
     ),
-    "minilm": dict(
-        model_type="bert",
-        vocab_size=30522,
-        hidden_size=384,
-        num_hidden_layers=6,
-        num_attention_heads=12,
-        intermediate_size=1536,
-    ),
-    "tiny": dict(
-        model_type="bert",
-        vocab_size=1000,
-        hidden_size=64,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=128,
-    ),
+    "minilm": _sizes("bert", 30522, 384, 6, 12, 1536),
+    "tiny": _sizes("bert", 1000, 64, 4, 4, 128),
 }
 
 
