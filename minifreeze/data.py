@@ -1,4 +1,4 @@
-"""Datasets, splits, train-size subsets and batches.
+"""Datasets, splits, train-size subsets and encoding (batches are cut in `batching.py`).
 
 Loading: a named dataset (`sst2`, `cola`, ...) comes from a local data dir (`--data-dir` or
 `MINIFREEZE_DATA_DIR`, layout `<dir>/<name>/{train,validation}.tsv`) and else from its parquet files on
