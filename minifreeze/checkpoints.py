@@ -20,8 +20,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import MEAN_POOLED_TYPE, EncoderConfig
+from .config import MEAN_POOLED_TYPE, TOKENIZER_FILES, EncoderConfig
 from .errors import MinifreezeError
+from .runtime import write_json
 
 PREFIX = {"bert": "bert.", "roberta": "roberta.", "distilbert": "distilbert."}
 ARCHITECTURE = {
@@ -48,8 +49,6 @@ TOKENIZER_CLASS = {  # the transformers class that reads each shape of tokenizer
     "vocab.txt": "BertTokenizer",
     "merges.txt": "RobertaTokenizer",
 }
-# The tokenizer files a model folder carries along.
-TOKENIZER_FILES = (*TOKENIZER_CLASS, "tokenizer_config.json", "special_tokens_map.json", "vocab.json")
 
 EMBEDDINGS = {
     "embeddings.word_embeddings": "encoder.embeddings.word",
@@ -347,7 +346,7 @@ def save_model(model: torch.nn.Module, folder: str | Path, tokenizer_dir: Path |
     """The Hub layout: config.json, model.safetensors (Hub names), tokenizer files if known."""
 
     def fill(tmp: Path) -> None:
-        (tmp / "config.json").write_text(json.dumps(hub_config(model), indent=2, sort_keys=True))
+        write_json(tmp / "config.json", hub_config(model))
         save_file(export_state_dict(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         if tokenizer_dir is not None:
             for name in TOKENIZER_FILES:
@@ -370,4 +369,4 @@ def name_tokenizer_class(folder: Path) -> None:
     kind = next((name for name in TOKENIZER_CLASS if (folder / name).is_file()), None)
     if kind is not None and not config.get("tokenizer_class"):
         config["tokenizer_class"] = TOKENIZER_CLASS[kind]
-        path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_json(path, config)

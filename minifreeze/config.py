@@ -2,9 +2,11 @@
 
 The three families are the same network; their config files just spell the sizes differently
 (DistilBERT says `dim` where BERT says `hidden_size`). Normalising them here means the encoder never
-has to ask which family it is, except for the two places where the networks really differ:
-position ids (RoBERTa counts from `pad_token_id + 1` and skips padding) and token types (DistilBERT
-has none).
+has to ask which family it is. What really differs between them is in one table, `FAMILIES`, and every
+other module reads it from here: which Hub model_types belong to a family, whether its tokenizer feeds
+token types (DistilBERT has no embedding for them, RoBERTa one that is always 0), where its position ids
+start (RoBERTa counts from `pad_token_id + 1` and gives padding the pad id), and its pad id by default.
+The activation names and the tokenizer's file names are here for the same reason: one list, read by all.
 """
 
 from __future__ import annotations
@@ -14,17 +16,52 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from .errors import MinifreezeError
 
-FAMILIES = ("bert", "roberta", "distilbert")
-# BERT-shaped checkpoints published under their own model_type (same weights layout as BERT).
-BERT_ALIASES = ("bert", "minilm", "bert-generation", "megatron-bert")
+
+@dataclass(frozen=True)
+class Family:
+    """What differs between the networks; everything else is one code path."""
+
+    model_types: tuple[str, ...]  # the Hub model_type values read as this family
+    token_types: bool = False  # its tokenizer feeds token_type_ids (BERT's sentence A/B segments)
+    offset_positions: bool = False  # position ids start at pad_token_id + 1, padding gets pad_token_id
+    pad_token_id: int = 0  # when config.json names none: transformers' default for the family
+
+
+FAMILIES = {
+    # BERT-shaped checkpoints published under their own model_type have BERT's weights layout.
+    "bert": Family(("bert", "minilm", "bert-generation", "megatron-bert"), token_types=True),
+    "roberta": Family(("roberta", "xlm-roberta", "camembert"), offset_positions=True, pad_token_id=1),
+    "distilbert": Family(("distilbert",)),  # no token-type embedding at all
+}
+FAMILY_OF = {model_type: name for name, family in FAMILIES.items() for model_type in family.model_types}
+# The tokenizer files a model folder may hold: fetched from the Hub, read, and copied into saved models.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+)
 # A mean-pooled classifier is exported under this model_type: transformers' *ForSequenceClassification would
 # read [CLS] through a random pooler (silently near chance), so it must refuse the folder instead. The real
 # model_type is kept in the "minifreeze" block; minifreeze.load_model reads both.
 MEAN_POOLED_TYPE = "minifreeze-mean-pooled"
 SIZE_FIELDS = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "type_vocab_size")
-ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu", "silu", "swish", "tanh")
+ACTIVATIONS = {  # the config's hidden_act -> the module the encoder builds for it
+    "gelu": nn.GELU,
+    "gelu_new": lambda: nn.GELU(approximate="tanh"),
+    "gelu_pytorch_tanh": lambda: nn.GELU(approximate="tanh"),
+    "gelu_fast": lambda: nn.GELU(approximate="tanh"),
+    "relu": nn.ReLU,
+    "silu": nn.SiLU,
+    "swish": nn.SiLU,
+    "tanh": nn.Tanh,
+}
 
 
 @dataclass(frozen=True)
@@ -55,7 +92,13 @@ class EncoderConfig:
 
     @property
     def has_token_types(self) -> bool:
+        """The weights hold a token-type embedding (the tokenizer may still feed none: see Family)."""
         return self.type_vocab_size > 0
+
+    @property
+    def max_positions(self) -> int:
+        """How many tokens one input can have: the position table less the rows before the first token."""
+        return self.max_position_embeddings - position_offset(self.family, self.pad_token_id)
 
     def with_labels(self, num_labels: int, id2label: dict[int, str] | None = None) -> EncoderConfig:
         labels = id2label or {i: f"LABEL_{i}" for i in range(num_labels)}
@@ -78,6 +121,32 @@ def hub_model_type(raw: dict[str, Any]) -> str:
     return model_type
 
 
+def position_offset(family: str, pad_token_id: int) -> int:
+    """The position id of the first token: RoBERTa's pad_token_id + 1, else 0."""
+    return pad_token_id + 1 if FAMILIES[family].offset_positions else 0
+
+
+def family_of(raw: dict[str, Any]) -> str | None:
+    """The family of a config dict, None for a model_type we do not support."""
+    return FAMILY_OF.get(hub_model_type(raw))
+
+
+def pad_token_id_of(raw: dict[str, Any], family: str) -> int:
+    """config.json's pad_token_id, else the family's (RoBERTa pads with 1: reading 0 shifts every position)."""
+    pad = raw.get("pad_token_id")
+    return FAMILIES[family].pad_token_id if pad is None else int(pad)
+
+
+def max_positions_of(raw: dict[str, Any]) -> int | None:
+    """EncoderConfig.max_positions of a config dict, without parsing the rest (None when unknown)."""
+    positions, family, pad = raw.get("max_position_embeddings"), family_of(raw), raw.get("pad_token_id")
+    if not isinstance(positions, int):
+        return None
+    if family is None:
+        return positions
+    return positions - position_offset(family, pad if isinstance(pad, int) else FAMILIES[family].pad_token_id)
+
+
 def config_from_dict(raw: dict[str, Any], source: str = "config.json") -> EncoderConfig:
     """Normalise a Hub config dict of any supported family into an EncoderConfig."""
     if not isinstance(raw, dict):
@@ -87,15 +156,10 @@ def config_from_dict(raw: dict[str, Any], source: str = "config.json") -> Encode
         **raw,
         "model_type": model_type,
     }  # what we save next time (checkpoints.hub_config) starts from this
-    if model_type in BERT_ALIASES:
-        family = "bert"
-    elif model_type in ("roberta", "xlm-roberta", "camembert"):
-        family = "roberta"
-    elif model_type == "distilbert":
-        family = "distilbert"
-    elif not model_type:
+    family = FAMILY_OF.get(model_type)
+    if family is None and not model_type:
         raise MinifreezeError(f"{source} has no model_type: it is not the config.json of a Hub model folder")
-    else:
+    if family is None:
         raise MinifreezeError(
             f"{source}: unknown model_type {model_type!r}; minifreeze supports bert (and BERT-shaped "
             f"checkpoints such as MiniLM), roberta and distilbert"
@@ -137,7 +201,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "config.json") -> Encode
             family=family,
             vocab_size=int(raw["vocab_size"]),
             max_position_embeddings=int(raw.get("max_position_embeddings", 512)),
-            pad_token_id=int(raw.get("pad_token_id") if raw.get("pad_token_id") is not None else 0),
+            pad_token_id=pad_token_id_of(raw, family),
             initializer_range=float(raw.get("initializer_range", 0.02)),
             num_labels=num_labels,
             id2label=id2label or {i: f"LABEL_{i}" for i in range(num_labels)},
@@ -156,7 +220,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "config.json") -> Encode
         )
     if config.hidden_act not in ACTIVATIONS:
         raise MinifreezeError(
-            f"{source}: unsupported activation {config.hidden_act!r}; supported: {ACTIVATIONS}"
+            f"{source}: unsupported activation {config.hidden_act!r}; supported: {', '.join(ACTIVATIONS)}"
         )
     if config.hidden_size % config.num_heads:
         raise MinifreezeError(
@@ -178,47 +242,23 @@ def load_config(folder: str | Path) -> EncoderConfig:
     return config_from_dict(raw, source=str(path))
 
 
+def _sizes(model_type: str, vocab: int, hidden: int, layers: int, heads: int, ffn: int, **more) -> dict:
+    """A BERT/RoBERTa config.json's size fields: vocabulary, hidden size, layers, heads, feed-forward."""
+    names = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+    return dict(model_type=model_type, **dict(zip(names, (vocab, hidden, layers, heads, ffn))), **more)
+
+
+# RoBERTa-base beyond its sizes: 512 positions after the pad_token_id + 1 offset, one token type.
+ROBERTA_BASE = dict(max_position_embeddings=514, type_vocab_size=1, pad_token_id=1, layer_norm_eps=1e-5)
 # Architectures by name, for benchmarks and tests that need the shape of a model but not its weights.
 NAMED_CONFIGS: dict[str, dict[str, Any]] = {
-    "bert-base": dict(
-        model_type="bert",
-        vocab_size=30522,
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        intermediate_size=3072,
-    ),
-    "roberta-base": dict(
-        model_type="roberta",
-        vocab_size=50265,
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        intermediate_size=3072,
-        max_position_embeddings=514,
-        type_vocab_size=1,
-        pad_token_id=1,
-        layer_norm_eps=1e-5,
-    ),
+    "bert-base": _sizes("bert", 30522, 768, 12, 12, 3072),
+    "roberta-base": _sizes("roberta", 50265, 768, 12, 12, 3072, **ROBERTA_BASE),
     "distilbert": dict(
         model_type="distilbert", vocab_size=30522, dim=768, n_layers=6, n_heads=12, hidden_dim=3072
     ),
-    "minilm": dict(
-        model_type="bert",
-        vocab_size=30522,
-        hidden_size=384,
-        num_hidden_layers=6,
-        num_attention_heads=12,
-        intermediate_size=1536,
-    ),
-    "tiny": dict(
-        model_type="bert",
-        vocab_size=1000,
-        hidden_size=64,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=128,
-    ),
+    "minilm": _sizes("bert", 30522, 384, 6, 12, 1536),
+    "tiny": _sizes("bert", 1000, 64, 4, 4, 128),
 }
 
 

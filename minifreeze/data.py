@@ -1,4 +1,4 @@
-"""Datasets, splits, train-size subsets and batches.
+"""Datasets, splits, train-size subsets and encoding (batches are cut in `batching.py`).
 
 Loading: a named dataset (`sst2`, `cola`, ...) comes from a local data dir (`--data-dir` or
 `MINIFREEZE_DATA_DIR`, layout `<dir>/<name>/{train,validation}.tsv`) and else from its parquet files on
@@ -641,11 +641,6 @@ def _hold_out(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     pct, note = round(100 * fraction), f"stratified, seed {seed}"
     kept = train.select(keep, f"{train.source} [{100 - pct}% kept, {note}]")
     return kept, train.select(held, f"{train.source} [{pct}% held out, {note}]")
-
-
-def _select(split: Split, indices: Sequence[int], source: str) -> Split:
-    """Kept for train.py, which called this before `Split.select` existed; use `split.select`."""
-    return split.select(indices, source)
 
 
 # ----------------------------------------------------------------------------------------------------

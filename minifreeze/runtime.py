@@ -1,4 +1,4 @@
-"""Where and how a command runs: the device, the autocast, atomic JSON files, peak memory.
+"""Where and how a command runs: the device, the autocast, atomic JSON files, memory and bytes.
 
 Every command needs these and none owns them, so they live below all of them: train, evaluate, predict
 and the sweep import this module, never each other (a command importing a command is how import cycles
@@ -46,10 +46,20 @@ def autocast(amp: str, device: torch.device):
 
 
 def write_json(path: Path, payload: dict) -> None:
-    """Write a JSON file whole or not at all: a reader never sees half of it."""
+    """Write a JSON file whole or not at all (a reader never sees half of it), the way transformers writes
+    its config files: sorted keys, indented, UTF-8 text as itself, a final newline."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
     tmp.replace(path)
+
+
+def human_bytes(nbytes: float) -> str:
+    """Bytes in the largest binary unit that keeps the number >= 1: 512 B, 1.5 KiB, 20.0 MiB, 1.25 GiB."""
+    for unit in ("B", "KiB", "MiB"):
+        if abs(nbytes) < 1024:
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.2f} GiB"
 
 
 def reset_peak_memory(device: torch.device) -> None:

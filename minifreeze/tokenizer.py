@@ -22,18 +22,10 @@ from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers
 from tokenizers import Tokenizer as Backend
 
 from . import hub
-from .config import hub_model_type
+from .config import FAMILIES, TOKENIZER_FILES, family_of, max_positions_of
 from .errors import MinifreezeError
+from .runtime import write_json
 
-TOKENIZER_FILES = [
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "config.json",
-]
 SPECIAL_KEYS = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token", "bos_token", "eos_token")
 BERT_SPECIALS = {
     "unk_token": "[UNK]",
@@ -51,8 +43,6 @@ ROBERTA_SPECIALS = {
     "pad_token": "<pad>",
     "mask_token": "<mask>",
 }
-# Families whose models have no token-type embedding (or a single one that is always 0).
-NO_TOKEN_TYPE_FAMILIES = ("roberta", "distilbert", "xlm-roberta", "camembert")
 UNBOUNDED_LENGTH = 10**9  # transformers writes 1e30 when a checkpoint sets no limit
 
 
@@ -252,8 +242,8 @@ class Tokenizer:
             else ["input_ids", "attention_mask"]
         )
         config["model_input_names"] = names
-        _write_json(out / "tokenizer_config.json", config)
-        _write_json(out / "special_tokens_map.json", self.special_tokens)
+        write_json(out / "tokenizer_config.json", config)
+        write_json(out / "special_tokens_map.json", self.special_tokens)
         return out
 
     save_pretrained = save  # transformers' name
@@ -291,7 +281,7 @@ def load_tokenizer(
         model_max_length=_model_max_length(config, model_config),
         has_token_types=has_token_types,
         config=config,
-        max_positions=_model_positions(model_config),
+        max_positions=max_positions_of(model_config),
     )
     rows = model_config.get("vocab_size")
     if isinstance(rows, int) and tokenizer.vocab_size > rows:
@@ -326,7 +316,8 @@ def _resolve_folder(name_or_path: str | Path, revision: str | None) -> Path:
         raise MinifreezeError(
             f"tokenizer path {path} is a file: pass the folder that holds it, or a Hub model id"
         )
-    return Path(hub.resolve_files(str(name_or_path), TOKENIZER_FILES, revision=revision))
+    files = [*TOKENIZER_FILES, "config.json"]  # the model's limits (positions, vocabulary) are in config.json
+    return Path(hub.resolve_files(str(name_or_path), files, revision=revision))
 
 
 def _load_tokenizer_json(path: Path) -> Backend:
@@ -414,7 +405,8 @@ def _infer_token_types(config: dict[str, Any], model_config: dict[str, Any], bac
     if isinstance(names, list):
         return "token_type_ids" in names
     if model_config:
-        if hub_model_type(model_config) in NO_TOKEN_TYPE_FAMILIES:
+        family = family_of(model_config)
+        if family is not None and not FAMILIES[family].token_types:
             return False
         return int(model_config.get("type_vocab_size", 2)) >= 2
     backend.no_truncation()
@@ -426,17 +418,7 @@ def _model_max_length(config: dict[str, Any], model_config: dict[str, Any]) -> i
     limit = config.get("model_max_length")
     if isinstance(limit, (int, float)) and limit < UNBOUNDED_LENGTH:
         return int(limit)
-    return _model_positions(model_config) or 512
-
-
-def _model_positions(model_config: dict[str, Any]) -> int | None:
-    """How many tokens the model can take: its position table, less the pad_id+1 rows RoBERTa skips."""
-    positions = model_config.get("max_position_embeddings")
-    if not isinstance(positions, int):
-        return None
-    if hub_model_type(model_config) in ("roberta", "xlm-roberta", "camembert"):
-        positions -= int(model_config.get("pad_token_id", 1)) + 1
-    return positions
+    return max_positions_of(model_config) or 512
 
 
 def _split_pairs(texts: list, text_pair: str | list[str] | None) -> tuple[list[str], list[str] | None]:
@@ -498,7 +480,3 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise MinifreezeError(f"{path} does not hold a JSON object; fix or delete the file")
     return data
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

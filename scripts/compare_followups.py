@@ -11,35 +11,15 @@ two means. The options that differ are read from the runs.csv files, not assumed
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
-import sys
 from pathlib import Path
+
+from minifreeze import cli
+from minifreeze.sweep.report import by_cell, markdown_table, read_runs
 
 # The training options a follow-up may change (the grid columns freeze/train_size/seed are the cells).
 PROTOCOL_FIELDS = ("model", "dataset", "metric", "epochs", "batch_size", "lr", "weight_decay", "warmup",
                    "schedule", "max_length", "pooling", "frozen_dropout", "eval_every", "data_seed")  # fmt: skip
-
-
-def read_ok_runs(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise SystemExit(f"{path}: no such file (give a sweep's runs.csv, e.g. docs/study/sst2/runs.csv)")
-    with open(path, newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if row.get("status") == "ok"]
-    if not rows:
-        raise SystemExit(f"{path}: no finished runs")
-    return rows
-
-
-def by_cell(rows: list[dict], value: str) -> dict[tuple[int, int], dict[int, float]]:
-    """{(train size, freeze): {seed: value}}."""
-    cells: dict[tuple[int, int], dict[int, float]] = {}
-    for row in rows:
-        if value not in row:
-            raise SystemExit(f"runs.csv has no column {value!r} (rebuild it with --report-only)")
-        key = (int(row["train_size"]), int(row["freeze"]))
-        cells.setdefault(key, {})[int(row["seed"])] = float(row[value])
-    return cells
 
 
 def changed_options(baseline: list[dict], followup: list[dict]) -> list[str]:
@@ -56,17 +36,23 @@ def changed_options(baseline: list[dict], followup: list[dict]) -> list[str]:
 def comparison_table(baseline: list[dict], followup: list[dict], value: str) -> list[str]:
     """Markdown: a row per follow-up cell: study mean, follow-up mean, mean paired difference, seeds."""
     base, new = by_cell(baseline, value), by_cell(followup, value)
-    lines = [f"| train size | freeze | study {value} | follow-up {value} | paired difference | seeds paired |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
-    for cell in sorted(new):
-        seeds = sorted(set(new[cell]) & set(base.get(cell, {})))
+    header = [
+        "train size",
+        "freeze",
+        f"study {value}",
+        f"follow-up {value}",
+        "paired difference",
+        "seeds paired",
+    ]
+    body = []
+    for cell, seeds_new in new.items():
+        seeds = sorted(set(seeds_new) & set(base.get(cell, {})))
         study = f"{statistics.fmean(base[cell].values()):.3f}" if cell in base else "—"
-        diffs = [new[cell][s] - base[cell][s] for s in seeds]
+        diffs = [seeds_new[s] - base[cell][s] for s in seeds]
         paired = f"{statistics.fmean(diffs):+.3f}" if diffs else "—"
         span = f" ({min(diffs):+.3f} to {max(diffs):+.3f})" if len(diffs) > 1 else ""
-        lines.append(f"| {cell[0]} | {cell[1]} | {study} | {statistics.fmean(new[cell].values()):.3f} "
-                     f"| {paired}{span} | {len(seeds)} |")  # fmt: skip
-    return lines
+        body.append([*cell, study, f"{statistics.fmean(seeds_new.values()):.3f}", paired + span, len(seeds)])
+    return markdown_table(header, body)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -76,13 +62,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--value", default="max_accuracy",
                         help="the runs.csv column to compare (default: max_accuracy, the best over evaluations)")  # fmt: skip
     args = parser.parse_args(argv)
-    baseline = read_ok_runs(args.study)
+    baseline = read_runs(args.study, [args.value])
     for path in args.followups:
-        followup = read_ok_runs(path)
+        followup = read_runs(path, [args.value])
         changes = changed_options(baseline, followup) or ["no option differs"]
         print(f"**{path.parent.name}** ({'; '.join(changes)})", "", sep="\n")
         print("\n".join(comparison_table(baseline, followup, args.value)), "", sep="\n")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import csv
 import statistics
-import sys
 from pathlib import Path
+
+from minifreeze import MinifreezeError, cli
+from minifreeze.sweep.report import by_cell, markdown_table, read_runs
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "docs" / "study" / "published" / "roberta_base_freezing.csv"
 OURS_TO_PUBLISHED = {"-1": "-1", "0": "0", "1": "2", "2": "4", "4": "8", "5": "10", "6": "12"}
@@ -25,6 +27,9 @@ FRACTION = {"-1": "emb", "0": "0", "1": "1/6", "2": "1/3", "4": "2/3", "5": "5/6
 
 
 def read_rows(path: Path) -> list[dict]:
+    """The published table (CSV)."""
+    if not path.is_file():
+        raise MinifreezeError(f"{path}: no such file (give --published a CSV like {PUBLISHED.name})")
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
 
@@ -32,20 +37,10 @@ def read_rows(path: Path) -> list[dict]:
 def our_means(runs_csv: Path) -> tuple[str, float, dict[tuple[int, str], tuple[float, int]]]:
     """(dataset, majority-class accuracy, {(train size, freeze): (mean max_accuracy, runs)}) over the
     finished runs."""
-    rows = [r for r in read_rows(runs_csv) if r["status"] == "ok"]
-    if not rows or not {"max_accuracy", "majority_baseline"} <= rows[0].keys():
-        raise SystemExit(
-            f"{runs_csv}: no finished runs with max_accuracy and majority_baseline columns "
-            "(rebuild it with --report-only)"
-        )
-    cells: dict[tuple[int, str], list[float]] = {}
-    for row in rows:
-        cells.setdefault((int(row["train_size"]), row["freeze"]), []).append(float(row["max_accuracy"]))
-    return (
-        rows[0]["dataset"],
-        float(rows[0]["majority_baseline"]),
-        {key: (statistics.fmean(v), len(v)) for key, v in cells.items()},
-    )
+    rows = read_runs(runs_csv, ["max_accuracy", "majority_baseline"])
+    cells = by_cell(rows, "max_accuracy")
+    means = {key: (statistics.fmean(seeds.values()), len(seeds)) for key, seeds in cells.items()}
+    return rows[0]["dataset"], float(rows[0]["majority_baseline"]), means
 
 
 def published_means(dataset: str, path: Path = PUBLISHED) -> dict[tuple[int, str], float]:
@@ -60,7 +55,7 @@ def comparison_table(dataset: str, ours: dict, published: dict) -> list[str]:
     """Markdown: a row per train size, a column per frozen fraction, cells "ours / published"."""
     sizes = sorted({size for size, _ in ours} | {size for size, _ in published})
     header = ["train size", *(f"{FRACTION[d]} ({d} / {p})" for d, p in OURS_TO_PUBLISHED.items())]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    body = []
     for size in sizes:
         cells = [str(size)]
         for depth, theirs in OURS_TO_PUBLISHED.items():
@@ -68,9 +63,9 @@ def comparison_table(dataset: str, ours: dict, published: dict) -> list[str]:
             left = f"{mine[0]:.3f}" if mine else "—"
             right = f"{published[size, theirs]:.3f}" if (size, theirs) in published else "—"
             cells.append(f"{left} / {right}")
-        lines.append("| " + " | ".join(cells) + " |")
+        body.append(cells)
     return [f"**{dataset}**: best validation accuracy, mean over seeds: MiniLM (ours) / RoBERTa-base (published)",
-            "", *lines, ""]  # fmt: skip
+            "", *markdown_table(header, body), ""]  # fmt: skip
 
 
 def gain_kept_table(dataset: str, ours: dict, published: dict, majority: float) -> list[str]:
@@ -80,7 +75,7 @@ def gain_kept_table(dataset: str, ours: dict, published: dict, majority: float) 
     to 0.002 (SST-2 0.509 in both, CoLA 0.689 ours, 0.691 theirs)."""
     depths = [d for d in OURS_TO_PUBLISHED if d != "0"]
     header = ["train size", *(f"{FRACTION[d]} ({d} / {OURS_TO_PUBLISHED[d]})" for d in depths)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    body = []
 
     def share(table: dict, size: int, depth: str, mean=lambda v: v) -> str:
         if (size, "0") not in table or (size, depth) not in table:
@@ -96,9 +91,9 @@ def gain_kept_table(dataset: str, ours: dict, published: dict, majority: float) 
         for depth in depths:
             mine = share(ours, size, depth, mean=lambda v: v[0])
             cells.append(f"{mine} / {share(published, size, OURS_TO_PUBLISHED[depth])}")
-        lines.append("| " + " | ".join(cells) + " |")
+        body.append(cells)
     return [f"**{dataset}**: share of full fine-tuning's gain over the majority class ({majority:.3f}) kept, "
-            "ours / published", "", *lines, ""]  # fmt: skip
+            "ours / published", "", *markdown_table(header, body), ""]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -112,16 +107,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     for path in args.runs_csv:
-        if not path.is_file():
-            raise SystemExit(f"{path}: no such file (give a sweep's runs.csv, e.g. docs/study/sst2/runs.csv)")
         dataset, majority, ours = our_means(path)
         published = published_means(dataset, args.published)
         if not published:
-            raise SystemExit(f"{args.published}: no published rows for dataset {dataset!r}")
+            raise MinifreezeError(f"{args.published}: no published rows for dataset {dataset!r}")
         print("\n".join(comparison_table(dataset, ours, published)))
         if args.gain:
             print("\n".join(gain_kept_table(dataset, ours, published, majority)))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

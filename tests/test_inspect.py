@@ -142,3 +142,10 @@ def test_bundled_minilm(minilm_dir):
     assert rep["layers"] == 6 and rep["freeze"]["prefix_blocks"] == 4
     assert rep["total"]["trainable"] == sum(r["params"] for r in rep["rows"][4:])
     assert rep["total"]["saved_bytes"] == same_step_saved_bytes(model)
+
+
+def test_byte_counts_read_in_binary_units():
+    from minifreeze.runtime import human_bytes
+
+    sizes = [512, 1536, 20 * 2**20, 1.25 * 2**30]
+    assert [human_bytes(n) for n in sizes] == ["512 B", "1.5 KiB", "20.0 MiB", "1.25 GiB"]

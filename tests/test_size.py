@@ -23,7 +23,9 @@ BUDGETS = {
     "minifreeze/encoder.py": 300,
     "minifreeze/heads.py": 120,
     "minifreeze/model.py": 140,
-    "minifreeze/config.py": 230,
+    # 230 until issue 18 made it the one family table (aliases, token types, position offset, default pad
+    # id), with the activation modules (from encoder.py) and the tokenizer file names (from three files).
+    "minifreeze/config.py": 265,
     # 310 until round 3: one-line errors for pickle and truncated .bin files, run folders given as --model,
     # the mean-pooled export that transformers must refuse, and crash-safe writes with fsync.
     "minifreeze/checkpoints.py": 340,
@@ -55,7 +57,10 @@ BUDGETS = {
     "minifreeze/cache/__init__.py": 270,
     "minifreeze/cache/store.py": 285,
     "minifreeze/cache/__main__.py": 175,
-    "minifreeze/sweep.py": 420,
+    # sweep.py (420) became a package in issue 18: the runner (grid, run folders, runs.csv) and the report
+    # (tables, plots, and reading runs.csv for scripts/compare_*.py, which dropped their own copies).
+    "minifreeze/sweep/__init__.py": 240,
+    "minifreeze/sweep/report.py": 255,
     "minifreeze/evaluate.py": 150,
     "minifreeze/predict.py": 150,
     "minifreeze/inspect.py": 300,

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from minifreeze import MinifreezeError
+
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
@@ -51,13 +53,17 @@ def test_cells_pair_k_of_6_with_2k_of_12_and_read_max_accuracy(tmp_path, capsys)
 
 def test_clear_errors(tmp_path):
     script = load_script()
-    with pytest.raises(SystemExit, match="no such file"):
+    with pytest.raises(MinifreezeError, match="no such file"):
         script.main([str(tmp_path / "missing.csv")])
     old = write_csv(
         tmp_path / "old.csv", [dict(status="ok", dataset="sst2", train_size=50, freeze="0", accuracy=0.5)]
     )
-    with pytest.raises(SystemExit, match="max_accuracy and majority_baseline columns .*--report-only"):
+    with pytest.raises(MinifreezeError, match="no column 'max_accuracy', 'majority_baseline'.*--report-only"):
         script.main([str(old)])
+    good = write_csv(tmp_path / "good.csv", [dict(status="ok", dataset="sst2", train_size=50, freeze="0", seed=0,
+                                                  max_accuracy=0.5, majority_baseline=0.5)])  # fmt: skip
+    with pytest.raises(MinifreezeError, match="missing.csv: no such file .*--published"):  # was a traceback
+        script.main([str(good), "--published", str(tmp_path / "missing.csv")])
 
 
 def test_the_committed_published_table_is_complete():
@@ -97,13 +103,13 @@ def test_followups_pair_seeds_and_name_the_changed_option(tmp_path, capsys):
 
 def test_followups_clear_errors(tmp_path):
     script = load_followups()
-    with pytest.raises(SystemExit, match="no such file"):
+    with pytest.raises(MinifreezeError, match="no such file"):
         script.main([str(tmp_path / "missing.csv"), str(tmp_path / "other.csv")])
     failed = write_csv(tmp_path / "failed.csv", [dict(status="failed", train_size=50, freeze=0, seed=0)])
-    with pytest.raises(SystemExit, match="no finished runs"):
+    with pytest.raises(MinifreezeError, match="no finished runs"):
         script.main([str(failed), str(failed)])
     ok = write_csv(tmp_path / "ok.csv", [dict(status="ok", train_size=50, freeze=0, seed=0, accuracy=0.5)])
-    with pytest.raises(SystemExit, match="no column 'max_accuracy'"):
+    with pytest.raises(MinifreezeError, match="no column 'max_accuracy'"):
         script.main([str(ok), str(ok)])
 
 
@@ -126,3 +132,27 @@ def test_gain_kept_is_measured_from_the_majority_class_and_skips_a_depth_0_that_
             for line in out.splitlines() if line.startswith("| 5") or line.startswith("| 1")}  # fmt: skip
     assert rows["100"][4] == "75% / 0%"  # (0.8-0.5)/(0.9-0.5) ours; (0.4999-0.5)/(0.7-0.5) theirs, not "-0%"
     assert rows["50"][4] == "— / —"  # our depth 0 gained 0.005 over the majority: no meaningful share
+
+
+def test_followups_with_named_freeze_specs_and_cells_in_depth_order(tmp_path, capsys):
+    """Cells used to be keyed by int(freeze): a sweep over `head` or `top:2` ended in a ValueError."""
+
+    def run(freeze, best):
+        return dict(status="ok", train_size=100, freeze=freeze, seed=0, lr="5e-05", max_accuracy=best)
+
+    study = write_csv(tmp_path / "study.csv", [run("head", 0.6), run("-1", 0.7), run("0", 0.8)])
+    followup = write_csv(tmp_path / "f.csv", [run("head", 0.65), run("-1", 0.75), run("0", 0.9)])
+    load_followups().main([str(study), str(followup)])
+    rows = [
+        line.split("|")[2].strip()
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("| 100")
+    ]
+    assert rows == ["0", "-1", "head"]  # as the sweep's own tables order them
+
+
+def test_an_empty_value_names_its_run_instead_of_a_traceback(tmp_path):
+    rows = [dict(status="ok", run="freeze0-n100-s0", dataset="sst2", train_size=100, freeze="0", seed=0,
+                 max_accuracy="", majority_baseline=0.5)]  # fmt: skip
+    with pytest.raises(MinifreezeError, match="run freeze0-n100-s0: max_accuracy is '', not a number"):
+        load_script().main([str(write_csv(tmp_path / "runs.csv", rows))])

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from minifreeze import MinifreezeError, cli, train
-from minifreeze.sweep import SweepOptions, aggregate, depth_key, make_grid, run_sweep
+from minifreeze.sweep import SweepOptions, make_grid, run_sweep
+from minifreeze.sweep.report import aggregate, depth_key
 
 
 def options(toy_model, toy_data, out, *extra):
@@ -213,7 +214,7 @@ def test_the_study_protocol_config_parses():
 
 def test_cost_table_with_an_empty_cell():
     """A spec without finished runs at one train size (a study stopped part-way) shows a dash, no crash."""
-    from minifreeze.sweep import cost_table
+    from minifreeze.sweep.report import cost_table
 
     def row(freeze, size):
         return {"freeze": freeze, "train_size": size, "train_samples_per_second": 10.0, "peak_memory_mib": 900.0,
