@@ -88,3 +88,14 @@ def test_peak_step_bytes_sees_a_large_allocation():
 def test_markdown_table_aligns_columns_as_asked():
     lines = common.markdown_table(["a", "b"], "lr", [["x", 1.5]])
     assert lines == ["| a | b |", "|---|---:|", "| x | 1.5 |"]
+
+
+def test_peak_step_bytes_says_not_measured_when_the_mark_cannot_be_reset(monkeypatch):
+    """A high-water mark left over from earlier work would read as this step's peak: None instead."""
+    if common._resident_mib() is None:
+        pytest.skip("no /proc/self/status here")
+    block = torch.ones(64, 2**20 // 4)  # 64 MiB touched, then freed: the mark is now above the RSS
+    del block
+    monkeypatch.setattr(common, "reset_peak_memory", lambda device: None)  # clear_refs refused
+    step = common.Side("small", lambda _: torch.zeros((), requires_grad=True))
+    assert common.peak_step_bytes(step, None) is None
