@@ -18,16 +18,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks` and `minifreeze` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python benchmarks/X.py` in a checkout
 
-import torch  # noqa: E402
+import torch
 
-from benchmarks.encoder_speed import load_ours, resolve_model_name  # noqa: E402
-from benchmarks.machine import command_line, load_average, write_results  # noqa: E402
+from benchmarks import common
+from benchmarks.machine import command_line, load_average
 
 CASES = {  # name: (train mode, grad mode)
     "eval, no_grad (minifreeze's prefix)": (False, False),
@@ -37,12 +35,14 @@ CASES = {  # name: (train mode, grad mode)
 }
 
 
-def time_forward(encoder, ids, mask, train: bool, grad: bool) -> float:
-    encoder.train(train)
-    with torch.set_grad_enabled(grad):
-        started = time.perf_counter()
-        encoder(ids, mask)
-        return time.perf_counter() - started
+def forward_side(name: str, encoder, train: bool, grad: bool) -> common.Side:
+    """The frozen encoder's forward alone (no backward, no optimizer), in one train/grad mode."""
+
+    def forward(batch):
+        with torch.set_grad_enabled(grad):
+            return encoder(*batch)
+
+    return common.Side(name, forward, backward=None, prepare=lambda batch: (encoder.train(train), batch)[1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,42 +50,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="minilm", help="named config, folder, Hub id or bundled:minilm")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seq-len", type=int, default=64)
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--reps", type=int, default=8, help="timed forwards per case (after 2 untimed)")
-    p.add_argument("--no-write", action="store_true", help="print only")
+    common.add_options(p, "--threads", "--results-root", "--no-write", threads=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = load_ours(resolve_model_name(args.model))
+    model = common.load_ours(common.resolve_model_name(args.model))
     model.requires_grad_(False)
     vocab = model.config.vocab_size
     ids = torch.randint(vocab // 10, vocab, (args.batch_size, args.seq_len))  # ordinary tokens, no specials
-    mask = torch.ones_like(ids)
-    times: dict[str, list[float]] = {name: [] for name in CASES}
-    for rep in range(args.reps + 2):
-        for name, (train, grad) in CASES.items():  # interleaved: load bursts hit every case alike
-            seconds = time_forward(model.encoder, ids, mask, train, grad)
-            if rep >= 2:
-                times[name].append(seconds)
-    base = statistics.median(times[next(iter(CASES))])
+    batch = (ids, torch.ones_like(ids))
+    sides = [forward_side(name, model.encoder, *modes) for name, modes in CASES.items()]
+    common.round_robin(
+        sides, lambda i: batch, args.reps, warmup=2
+    )  # interleaved: load bursts hit every case alike
+    base = statistics.median(sides[0].times["step"])
     rows = [
-        {"case": name, "median_ms": 1000 * statistics.median(t), "vs_prefix": statistics.median(t) / base}
-        for name, t in times.items()
-    ]
+        {"case": s.name, "median_ms": 1000 * statistics.median(s.times["step"]),
+         "vs_prefix": statistics.median(s.times["step"]) / base}
+        for s in sides
+    ]  # fmt: skip
     title = f"{args.model} {args.batch_size}x{args.seq_len}, {args.threads} threads, load {load_average()}"
-    table = [
-        f"Frozen encoder forward, {title}\n",
-        "| case | median ms | vs minifreeze's prefix |",
-        "|---|---:|---:|",
-    ]
-    table += [f"| {r['case']} | {r['median_ms']:.0f} | {r['vs_prefix']:.2f} |" for r in rows]
-    markdown = "\n".join(table)
+    table = [[r["case"], f"{r['median_ms']:.0f}", f"{r['vs_prefix']:.2f}"] for r in rows]
+    header = ["case", "median ms", "vs minifreeze's prefix"]
+    markdown = "\n".join([f"Frozen encoder forward, {title}\n", *common.markdown_table(header, "lrr", table)])
     print(markdown)
     if not args.no_write:
-        name = f"frozen_forward_{args.model.replace('/', '-').replace(':', '-')}_{args.batch_size}x{args.seq_len}"
-        folder = write_results(
-            name, rows, markdown, command=command_line(argv, "benchmarks/frozen_forward.py")
-        )
+        slug = args.model.replace("/", "-").replace(":", "-")
+        name = f"frozen_forward_{slug}_{args.batch_size}x{args.seq_len}"
+        command = command_line(argv, "benchmarks/frozen_forward.py")
+        folder = common.write_results(name, rows, markdown, command=command, root=args.results_root)
         print(f"written: {folder / name}.md", file=sys.stderr)
     return 0
 

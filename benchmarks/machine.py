@@ -1,18 +1,14 @@
 """Who ran a benchmark: a short machine tag for result folders, and the facts worth recording beside numbers.
 
-Shared by the scripts in ``benchmarks/``:
+Used through ``benchmarks/common.py`` (whose ``write_results`` puts them into every result file):
   * ``machine_tag(device)`` names the folder ``benchmarks/results/<tag>/`` (e.g. ``cpu-amd-epyc-2t``);
-  * ``machine_info(device)`` (CPU model, threads, versions, GPU) goes into every JSON file;
-  * ``write_results(name, rows, markdown, command=...)`` writes ``<tag>/<name>.json`` + ``<name>.md``
-    (+ ``<name>.jsonl`` with ``jsonl=True``);
+  * ``machine_info(device)`` (CPU model and ISA flags, threads, versions, GPU, git commit);
   * ``command_line()`` and ``load_average()`` record how a run was started and how busy the machine was
     (on a shared machine a high load average explains noisy CPU timings).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import os
 import platform
 import re
@@ -25,33 +21,31 @@ from typing import Any
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-RESULTS_ROOT = REPO_ROOT / "benchmarks" / "results"
 # CPU features that decide what a GEMM or a bf16 autocast step costs: recorded so that a reader can tell
 # why bf16 is (or is not) fast on the machine that produced a table.
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
 
 
-def _cpu_model() -> str:
-    """The CPU's marketing name from /proc/cpuinfo (Linux); `platform.processor()` elsewhere."""
+def _cpuinfo(field: str) -> str | None:
+    """The first `field: value` line of /proc/cpuinfo (Linux), None where there is none."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(field):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown-cpu"
+    return None
+
+
+def _cpu_model() -> str:
+    """The CPU's marketing name from /proc/cpuinfo; `platform.processor()` elsewhere."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine() or "unknown-cpu"
 
 
 def cpu_flags() -> list[str]:
     """The ISA_FLAGS this CPU reports in /proc/cpuinfo (empty where it cannot be read)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                present = set(line.split(":", 1)[1].split())
-                return [flag for flag in ISA_FLAGS if flag in present]
-    except OSError:
-        pass
-    return []
+    present = set((_cpuinfo("flags") or "").split())
+    return [flag for flag in ISA_FLAGS if flag in present]
 
 
 def load_average() -> list[float] | None:
@@ -137,36 +131,3 @@ def machine_info(device: str | torch.device | None = None) -> dict[str, Any]:
         info["cuda_memory_gib"] = round(props.total_memory / 2**30, 1)
         info["cuda_runtime"] = torch.version.cuda
     return info
-
-
-def write_results(
-    name: str,
-    rows: list[dict[str, Any]],
-    markdown: str,
-    *,
-    command: str | None = None,
-    root: str | Path | None = None,
-    extra: dict[str, Any] | None = None,
-    device: str | torch.device | None = None,
-    jsonl: bool = False,
-) -> Path:
-    """Write ``<root>/<machine-tag>/<name>.json`` (command, machine, extra, rows) and ``<name>.md``.
-
-    ``root`` defaults to ``benchmarks/results``. Returns the folder. The command line and the machine
-    are recorded in both files, so a result always says how to reproduce it and where it came from.
-    ``jsonl=True`` also writes the rows one per line to ``<name>.jsonl``, for tools that stream them.
-    """
-    info = machine_info(device)
-    folder = Path(root or RESULTS_ROOT) / info["tag"]
-    folder.mkdir(parents=True, exist_ok=True)
-    command = command or command_line()
-    when = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    payload = {"command": command, "created_utc": when, "machine": info, **(extra or {}), "rows": rows}
-    (folder / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    if jsonl:
-        lines = "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows)
-        (folder / f"{name}.jsonl").write_text(lines, encoding="utf-8")
-    machine_line = ", ".join(f"{k}: {v}" for k, v in info.items() if v is not None)
-    header = f"# {name}\n\nCommand: `{command}`\n\nMachine: {machine_line}\n\nCreated: {when}\n\n"
-    (folder / f"{name}.md").write_text(header + markdown.rstrip() + "\n", encoding="utf-8")
-    return folder

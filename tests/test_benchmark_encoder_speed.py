@@ -32,5 +32,9 @@ def test_tiny_run_writes_every_side(tmp_path):
     for phases in row["sides"].values():
         assert set(phases) == {"step", "fwd", "bwd", "opt"} and phases["step"]["n"] == 2
         assert phases["step"]["median_ms"] >= phases["fwd"]["median_ms"] > 0
-    assert row["ours_over_peer_fused"] > 0
+    ours = row["sides"]["minifreeze"]["step"]["median_ms"]
+    for side, key in (("peer-fused", "ours_over_peer_fused"), ("peer-default", "ours_over_peer_default")):
+        assert row[key] == pytest.approx(ours / row["sides"][side]["step"]["median_ms"])
+    meta = json.loads((folder / "encoder_speed.json").read_text())
+    assert meta["command"].startswith("python benchmarks/encoder_speed.py --cases tiny:2x8")
     assert "| tiny | 2x8 | minifreeze |" in (folder / "encoder_speed.md").read_text()
