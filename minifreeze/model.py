@@ -37,9 +37,7 @@ class SequenceClassifier(nn.Module):
         self.head = make_head(cfg, pooling, fused_head)
         self.source: Path | None = None  # the folder it came from; its tokenizer files travel with saves
         self.task: dict = {}  # how it was trained to read its input (see task.py); saved with it
-        self.max_positions = cfg.max_position_embeddings - (
-            cfg.pad_token_id + 1 if cfg.family == "roberta" else 0
-        )
+        self.max_positions = cfg.max_positions  # the family table's rule, as the tokenizer reads it
 
     def forward(
         self,
