@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import os
 import sys
 import tomllib
 import types
 import typing
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,9 +25,17 @@ from .errors import MinifreezeError
 T = TypeVar("T")
 
 
-def option(default: Any, help: str, choices: tuple | None = None, positional: bool = False) -> Any:
-    """A dataclass field that knows its command-line help."""
-    meta = {"help": help, "choices": choices, "positional": positional}
+def option(
+    default: Any,
+    help: str,
+    choices: tuple | None = None,
+    positional: bool = False,
+    aliases: tuple = (),
+) -> Any:
+    """A dataclass field that knows its command-line help, and other spellings of its flag (`aliases`,
+    such as transformers' Trainer's): a flag string means exactly the same, a (flag, convert) pair
+    takes a value that `convert` turns into this option's."""
+    meta = {"help": help, "choices": choices, "positional": positional, "aliases": aliases}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -44,10 +54,33 @@ def base_type(annotation: Any) -> tuple[type, bool]:
     return annotation, False
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each default once: a help text that already says its default gets no second one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        return text if "default" in text.lower() else super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """An unknown flag gets one line naming the closest known one, not the whole usage."""
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extra = self.parse_known_args(args, namespace)
+        unknown = [a for a in extra if a.startswith("-")]
+        if unknown:
+            flag = unknown[0].split("=")[0]
+            known = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
+            close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else f"see {self.prog} --help"
+            raise MinifreezeError(f"unknown option {flag}: {hint}")
+        if extra:
+            self.error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
+
+
 def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = Parser(prog=prog, description=description, formatter_class=HelpFormatter)
     parser.add_argument(
         "--config", metavar="FILE.toml", help="read options from a TOML file; flags override it"
     )
@@ -60,6 +93,8 @@ def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentPar
         elif kind is bool:
             parser.add_argument(
                 "--" + f.name.replace("_", "-"),
+                *same_flags(meta),
+                dest=f.name,
                 action=argparse.BooleanOptionalAction,
                 default=default,
                 help=meta["help"],
@@ -67,19 +102,83 @@ def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentPar
         else:
             parser.add_argument(
                 "--" + f.name.replace("_", "-"),
+                *same_flags(meta),
+                dest=f.name,
                 type=kind,
                 nargs="+" if is_list else None,
                 default=default,
                 choices=meta.get("choices"),
                 help=meta["help"],
             )
+        for alias, convert in [a for a in meta.get("aliases", ()) if isinstance(a, tuple)]:
+            parser.add_argument(
+                alias, dest=f.name, type=convert, default=argparse.SUPPRESS, help=argparse.SUPPRESS
+            )
+    if {"batch_size", "grad_accum"} <= {f.name for f in dataclasses.fields(cls)}:
+        add_trainer_batch_flags(parser)
     return parser
+
+
+def same_flags(meta: Mapping) -> list[str]:
+    return [a for a in meta.get("aliases", ()) if isinstance(a, str)]
+
+
+def add_trainer_batch_flags(parser: argparse.ArgumentParser) -> None:
+    """Trainer's batch flags, which count differently from ours: --batch-size is what one optimizer step
+    sees, cut into --grad-accum micro-batches; Trainer's batch is per device and its accumulation
+    multiplies it. `trainer_batch` turns them into ours once parsing is done."""
+    parser.add_argument(
+        "--per-device-train-batch-size",
+        type=int,
+        metavar="B",
+        default=argparse.SUPPRESS,
+        help="Trainer's spelling: B examples per forward pass on each device; sets --batch-size to "
+        "B x G x world size ($WORLD_SIZE under torchrun) and --grad-accum to G x world size",
+    )
+    parser.add_argument(
+        "--gradient-accumulation-steps",
+        type=int,
+        metavar="G",
+        default=argparse.SUPPRESS,
+        help="Trainer's spelling (with --per-device-train-batch-size; default 1): G forward passes per "
+        "device per optimizer step, so a step sees B x G x world size examples. Unlike --grad-accum it "
+        "multiplies the batch instead of dividing it",
+    )
+
+
+def trainer_batch(args: argparse.Namespace, typed: set[str]) -> None:
+    """Replace Trainer's batch flags in `args` by --batch-size and --grad-accum (see add_trainer_batch_flags)."""
+    per_device = vars(args).pop("per_device_train_batch_size", None)
+    steps = vars(args).pop("gradient_accumulation_steps", None)
+    if per_device is None and steps is None:
+        return
+    if per_device is None:
+        raise MinifreezeError(
+            "--gradient-accumulation-steps needs --per-device-train-batch-size (Trainer's meaning); "
+            "or split --batch-size into micro-batches with --grad-accum"
+        )
+    mixed = sorted({"batch_size", "grad_accum"} & typed)
+    if mixed:
+        raise MinifreezeError(
+            f"--per-device-train-batch-size and --{mixed[0].replace('_', '-')} both set the batch: pick one"
+        )
+    for name, value in (
+        ("--per-device-train-batch-size", per_device),
+        ("--gradient-accumulation-steps", steps),
+    ):
+        if value is not None and value < 1:
+            raise MinifreezeError(f"{name} {value}: must be at least 1")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    args.grad_accum = (steps or 1) * world
+    args.batch_size = per_device * args.grad_accum
 
 
 def parse(cls: type[T], argv: list[str] | None, prog: str, description: str) -> T:
     """Dataclass instance from TOML file (optional) + command line; unknown TOML keys are an error."""
     parser = build_parser(cls, prog, description)
     args = parser.parse_args(argv)
+    given = set(vars(given_only(cls, prog, description, argv)))  # refuses Trainer's and our batch mixed
+    trainer_batch(args, typed=set())
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
     if args.config:
         path = Path(args.config)
@@ -93,7 +192,6 @@ def parse(cls: type[T], argv: list[str] | None, prog: str, description: str) -> 
         unknown = sorted(set(file_values) - set(values))
         if unknown:
             raise MinifreezeError(f"--config {path}: unknown option(s) {', '.join(unknown)}; see --help")
-        given = set(vars(given_only(cls, prog, description, argv)))
         for f in dataclasses.fields(cls):
             if f.name in file_values and f.name not in given:
                 values[f.name] = coerce(file_values[f.name], f, path)
@@ -105,7 +203,10 @@ def given_only(cls: type, prog: str, description: str, argv: list[str] | None) -
     parser = build_parser(cls, prog, description)
     for action in parser._actions:
         action.default = argparse.SUPPRESS
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if "per_device_train_batch_size" in args:
+        trainer_batch(args, typed=set(vars(args)))
+    return args
 
 
 def coerce(value: Any, f: dataclasses.Field, path: Path) -> Any:

@@ -85,5 +85,10 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
+def entry() -> None:
+    """The console script minifreeze-evaluate: `main` as the command line runs it."""
+    cli.run(main)
+
+
 if __name__ == "__main__":
     cli.run(main)

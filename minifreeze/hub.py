@@ -87,7 +87,7 @@ def snapshot(repo_id: str, patterns: list[str], revision: str | None, repo_type:
         reason = "offline" if offline else f"no connection: {type(err.__cause__ or err).__name__}"
         raise HubUnreachable(
             f"cannot get {what} from the Hub or its cache ({reason}); connect once to download it (or run "
-            f"scripts/prefetch.py {repo_id}), set HF_HUB_CACHE to a cache that holds it, or pass a local "
+            f"python -m minifreeze.prefetch {repo_id}), set HF_HUB_CACHE to a cache that holds it, or pass a local "
             f"{'folder' if repo_type == 'model' else 'file or folder'}",
             reason,
         ) from None

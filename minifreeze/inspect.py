@@ -261,5 +261,10 @@ def main(argv: list[str] | None = None) -> None:
     print(format_compare(*reports) if cfg.compare else format_table(first))
 
 
+def entry() -> None:
+    """The console script minifreeze-inspect: `main` as the command line runs it."""
+    cli.run(main)
+
+
 if __name__ == "__main__":
     cli.run(main)

@@ -7,6 +7,8 @@ frozen elements are put back, bit for bit, after every step.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -69,13 +71,15 @@ def attach_element_masks(model: nn.Module, plan: FreezePlan, optimizer: torch.op
 def make_scheduler(
     optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, kind: str = "linear"
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up to the peak, then linear decay to zero ("linear") or a flat line ("constant")."""
+    """Linear warm-up to the peak, then linear decay to zero ("linear"), half a cosine down to zero
+    ("cosine", Trainer's cosine schedule) or a flat line ("constant")."""
 
     def factor(step: int) -> float:
         if warmup_steps and step < warmup_steps:
             return (step + 1) / warmup_steps
         if kind == "constant":
             return 1.0
-        return max(0.0, (total_steps - step) / max(total_steps - warmup_steps, 1))
+        left = max(0.0, (total_steps - step) / max(total_steps - warmup_steps, 1))  # 1 -> 0 after warm-up
+        return 0.5 * (1 - math.cos(math.pi * left)) if kind == "cosine" else left
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -164,5 +164,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return results
 
 
+def entry() -> None:
+    """The console script minifreeze-predict: `main` as the command line runs it."""
+    cli.run(main)
+
+
 if __name__ == "__main__":
     cli.run(main)

@@ -53,7 +53,18 @@ def check(cfg) -> None:
     if not DEVICE.fullmatch(cfg.device):
         raise MinifreezeError(f"--device {cfg.device}: use cpu, cuda, cuda:N, mps or auto")
     steps_from(cfg.warmup, 1, 1, "warmup", minimum=0)
-    steps_from(cfg.eval_every, 1, 1, "eval-every", minimum=1)
+    eval_steps(cfg.eval_every, 1, 1)
+
+
+def warmup_ratio(text: str) -> str:
+    """Trainer's --warmup-ratio R as our --warmup: a fraction of all steps, which ours writes below 1."""
+    try:
+        ratio = float(text)
+    except ValueError:
+        ratio = math.nan
+    if not 0 <= ratio < 1:
+        raise MinifreezeError(f"--warmup-ratio {text}: use a fraction of all steps, 0 <= R < 1")
+    return str(ratio)
 
 
 def steps_from(text: str, steps_per_epoch: int, total_steps: int, option: str, minimum: int = 0) -> int:
@@ -83,7 +94,15 @@ def check_steps(cfg, steps_per_epoch: int, total_steps: int) -> tuple[int, int]:
             f"--warmup {cfg.warmup} is {warmup} steps but the run has {total_steps}: the learning rate "
             "would never reach --lr; use fewer warm-up steps (or a fraction like 0.1)"
         )
-    return warmup, steps_from(cfg.eval_every, steps_per_epoch, total_steps, "eval-every", minimum=1)
+    return warmup, eval_steps(cfg.eval_every, steps_per_epoch, total_steps)
+
+
+def eval_steps(text: str, steps_per_epoch: int, total_steps: int) -> int:
+    """Evaluate every this many steps; `none` leaves one evaluation, after the last step (which also saves
+    the model: a run always ends with one)."""
+    if text.lower() == "none":
+        return total_steps
+    return steps_from(text, steps_per_epoch, total_steps, "eval-every", minimum=1)
 
 
 def resumed(cls: type, typed: dict) -> object:

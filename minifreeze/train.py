@@ -65,15 +65,22 @@ class TrainConfig:
     fused_head: str = cli.option(
         "auto", "fused masked-mean + cross-entropy (mean pooling only)", choices=("auto", "on", "off")
     )
-    epochs: int = cli.option(2, "passes over the training set")
+    epochs: int = cli.option(2, "passes over the training set", aliases=("--num-train-epochs",))
     max_steps: int | None = cli.option(None, "stop after this many optimizer steps (overrides epochs)")
-    batch_size: int = cli.option(32, "examples per optimizer step")
+    batch_size: int = cli.option(32, "examples per optimizer step, over all devices")
     grad_accum: int = cli.option(1, "micro-batches per step (batch_size must divide evenly)")
-    lr: float = cli.option(5e-5, "peak learning rate")
+    lr: float = cli.option(5e-5, "peak learning rate", aliases=("--learning-rate",))
     weight_decay: float = cli.option(0.01, "AdamW weight decay (never on biases and LayerNorm weights)")
-    warmup: str = cli.option("0.06", "warm-up: N steps, a fraction of all steps (0.1), or epochs (1ep)")
+    warmup: str = cli.option(
+        "0.06",
+        "warm-up: N steps, a fraction of all steps (0.1), or epochs (1ep); --warmup-ratio R (0 <= R < 1) "
+        "is Trainer's spelling of a fraction",
+        aliases=("--warmup-steps", ("--warmup-ratio", run_options.warmup_ratio)),
+    )
     schedule: str = cli.option(
-        "linear", "after warm-up: linear decay to zero, or constant", choices=("linear", "constant")
+        "linear",
+        "after warm-up: linear or cosine decay to zero, or constant",
+        choices=("linear", "cosine", "constant"),
     )
     max_grad_norm: float = cli.option(1.0, "clip the gradient norm (0 = off)")
     max_length: int = cli.option(128, "truncate texts to this many tokens")
@@ -83,7 +90,12 @@ class TrainConfig:
     sampler: str = cli.option(
         "length", "training batches: length-grouped (less padding) or random", choices=("length", "random")
     )
-    eval_every: str = cli.option("1ep", "evaluate every N steps or every fraction of an epoch (0.5ep)")
+    eval_every: str = cli.option(
+        "1ep",
+        "evaluate (and save the best model) every N steps, a fraction of all steps (0.1), epochs (0.5ep), "
+        "or none: only after the last step",
+        aliases=("--eval-steps",),
+    )
     eval_batch_size: int = cli.option(64, "examples per evaluation batch")
     metric: str = cli.option("accuracy", "metric that picks the best model", choices=METRICS)
     patience: int = cli.option(0, "stop after this many evaluations without improvement (0 = never)")
@@ -107,7 +119,9 @@ class TrainConfig:
     )
     device: str = cli.option("auto", "cpu, cuda, cuda:N, or auto")
     threads: int | None = cli.option(None, "CPU threads for torch (default: torch's choice)")
-    out: str | None = cli.option(None, "run folder (default: runs/<dataset>-<freeze>-<time>)")
+    out: str | None = cli.option(
+        None, "run folder (default: runs/<dataset>-<freeze>-<time>)", aliases=("--output-dir",)
+    )
     overwrite: bool = cli.option(
         False, "replace an existing run folder (kept aside until the new run's first checkpoint)"
     )
@@ -511,6 +525,11 @@ def main(argv: list[str] | None = None) -> dict:
             summary["signal"],
         )
     return summary
+
+
+def entry() -> None:
+    """The console script minifreeze-train: `main` as the command line runs it."""
+    cli.run(main)
 
 
 if __name__ == "__main__":

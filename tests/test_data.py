@@ -350,7 +350,7 @@ def test_named_dataset_offline_without_data_says_how_to_get_data(tmp_path, monke
     )
     assert (
         "cannot get dataset 'someone/not-cached' (revision main) from the Hub or its cache (offline); "
-        "connect once to download it (or run scripts/prefetch.py someone/not-cached)"
+        "connect once to download it (or run python -m minifreeze.prefetch someone/not-cached)"
         in load_error("someone/not-cached")
     )
 
@@ -508,18 +508,13 @@ def test_encode_split_with_the_real_tokenizer(minilm_dir):
 
 
 def test_prefetch_finds_what_a_run_finds(tmp_path, monkeypatch, capsys):
-    """scripts/prefetch.py fetches through the same code as the commands: a cached dataset and a cached
-    model are found (rc 0); a missing one is one error line naming it (rc 1)."""
-    import importlib.util
-
+    """python -m minifreeze.prefetch fetches through the same code as the commands: a cached dataset and a
+    cached model are found (rc 0); a missing one is one error line naming it (rc 1)."""
     from _hubcache import copy_folder_files
     from conftest import save_hf_classifier
 
-    spec = importlib.util.spec_from_file_location(
-        "prefetch", Path(__file__).parents[1] / "scripts/prefetch.py"
-    )
-    prefetch = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(prefetch)
+    from minifreeze import prefetch
+
     make_hub_cache(tmp_path / "hub", "stanfordnlp/sst2", sst2_hub_files(), repo_type="dataset")
     save_hf_classifier(tmp_path / "src", "bert")
     vocab = b"\n".join([b"[PAD]", b"[UNK]", b"[CLS]", b"[SEP]", b"[MASK]", b"good", b"bad"])

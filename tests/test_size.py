@@ -19,6 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 COUNTED = ("minifreeze", "kernels")
 
 BUDGETS = {
+    # 150 (the default) until issue 22: each default shown once, the closest flag for a typo, Trainer's
+    # spellings as aliases, and Trainer's per-device batch and accumulation, which count differently
+    "minifreeze/cli.py": 230,
     # the model, read top to bottom in one sitting (design notes: encoder under ~300 lines)
     "minifreeze/encoder.py": 300,
     "minifreeze/heads.py": 120,
@@ -71,7 +74,9 @@ DEFAULT_BUDGET = 150  # any other file; a module that outgrows it deserves its o
 # planned 4500; the package was 4468 lines once every planned module existed, which left no room.
 # 5000 until round 3: the frozen cache's integrity checks (+160), run_folder.py and run_options.py (~280
 # lines of checks and repairs) and readers.py (split out of data.py, +~60 for the label and quoting rules).
-TOTAL_BUDGET = 6000  # 5700, then the tokenizer became callable and model folders remember their task (+330)
+TOTAL_BUDGET = 6200  # 5700, then the tokenizer became callable and model folders remember their task (+330)
+# 6000 until issue 22: Trainer's flags in cli.py (+80), the prefetcher moved into the package (+47), the
+# console-script entries, --schedule cosine and --eval-every none (+60)
 # The loop, read in one sitting (issue 18): lines of train._train as a reader scrolls them (phase banners,
 # comments and blank lines included; 300 before the issue, 190 after), and of the try block that is its
 # loop (51, one screen).

@@ -189,5 +189,10 @@ def main(argv: list[str] | None = None) -> list:
     return doomed
 
 
+def entry() -> None:
+    """The console script minifreeze-cache: `main` as the command line runs it."""
+    cli.run(main)
+
+
 if __name__ == "__main__":  # `python -m minifreeze.cache`; importing this module runs nothing
     cli.run(main)

@@ -245,3 +245,8 @@ def run_sweep(opts, train_fn: Callable[[train.TrainConfig], dict] = train.train)
 def main(argv: list[str] | None = None) -> list[dict]:
     opts = cli.parse(SweepOptions, argv, "python -m minifreeze.sweep", "Run the freeze study grid.")
     return run_sweep(opts)
+
+
+def entry() -> None:
+    """The console script minifreeze-sweep: `main` as the command line runs it."""
+    cli.run(main)
