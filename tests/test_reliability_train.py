@@ -377,6 +377,10 @@ def test_resume_refuses_flags_that_would_change_the_run(old_run, toy_model, toy_
     )
     with pytest.raises(MinifreezeError, match="--max-steps cannot change"):
         main(["--out", str(old_run), "--resume", "--max-steps", "100"])
+    with pytest.raises(MinifreezeError, match="--batch-size cannot change"):  # Trainer's spelling, counted
+        main(["--out", str(old_run), "--resume", "--per-device-train-batch-size", "8"])
+    with pytest.raises(MinifreezeError, match="--lr cannot change"):  # an alias is the same option
+        main(["--out", str(old_run), "--resume", "--learning-rate", "1e-3"])
     with pytest.raises(MinifreezeError, match="drop --config"):
         (tmp_path / "c.toml").write_text("epochs = 1\n")
         main(["--out", str(old_run), "--resume", "--config", str(tmp_path / "c.toml")])
