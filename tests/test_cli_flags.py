@@ -202,7 +202,7 @@ def console_scripts() -> dict[str, str]:
 
 def test_every_command_has_a_console_script_that_runs_it(monkeypatch, capsys):
     scripts = console_scripts()
-    assert set(scripts) == {f"minifreeze-{c}" for c in (*COMMANDS, "prefetch")}
+    assert set(scripts) >= {f"minifreeze-{c}" for c in (*COMMANDS, "prefetch")}
     for name, target in scripts.items():
         module, function = target.split(":")
         monkeypatch.setattr(sys, "argv", [name, "--help"])
