@@ -26,7 +26,8 @@ from .task import TASK_KEYS
 FORMAT = "minifreeze-delta/1"
 INDEX = ".__index__"
 OVERRIDE = (
-    "to apply it anyway, knowingly, set MINIFREEZE_TRUST_BASE=1 or pass load_model(..., trust_base=True)"
+    "to apply it anyway, knowingly, set MINIFREEZE_TRUST_BASE=1 (export: --allow-other-base; "
+    "Python: load_model(..., trust_base=True))"
 )
 
 
@@ -87,10 +88,12 @@ def save_delta(model, plan, folder: str | Path, base: str | None = None, revisio
     if model.source is None:
         raise MinifreezeError("this model was not loaded from a base folder: a delta needs one (load_model)")
     tensors = delta_tensors(model, plan)
+    name = Path(str(base or model.source)).expanduser()
+    name = str(name.resolve()) if name.is_dir() else str(base)  # a folder by its absolute path
     files = {f.name: sha256(f) for f in weight_files(model.source)}
     record = {
         "format": FORMAT,
-        "base": {"name": str(base or model.source), "revision": revision, "sha256": files},
+        "base": {"name": name, "revision": revision, "sha256": files},
         "freeze": plan.spec,
         "task": {
             "id2label": {str(i): label for i, label in model.config.id2label.items()},
@@ -106,6 +109,19 @@ def save_delta(model, plan, folder: str | Path, base: str | None = None, revisio
         write_json(tmp / "delta.json", record)
 
     checkpoints.write_atomically(Path(folder), fill)
+
+
+def best_model_writer(save: str, plan, out: Path, base: str):
+    """What a training run calls on each new best model, as --save asks: `model` writes OUT/model (full Hub
+    layout), `delta` OUT/delta, `both` both."""
+
+    def write(model) -> None:
+        if save in ("model", "both"):
+            model.save_pretrained(out / "model")
+        if save in ("delta", "both"):
+            save_delta(model, plan, out / "delta", base=base)
+
+    return write
 
 
 def read_record(folder: str | Path) -> dict:

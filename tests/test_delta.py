@@ -133,3 +133,97 @@ def test_a_delta_and_its_tokenizer_read_the_base(toy_model, tmp_path):
         load_tokenizer(tmp_path / "delta")("good movie")["input_ids"]
         == load_tokenizer(toy_model)("good movie")["input_ids"]
     )
+
+
+def scores(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k not in ("model", "samples_per_second")}
+
+
+def test_train_save_both_then_evaluate_and_predict_the_delta_like_the_model(toy_model, toy_data, tmp_path):
+    from minifreeze import evaluate, predict
+    from minifreeze.train import main as train_main
+
+    out = tmp_path / "run"
+    args = ["--model", str(toy_model), "--dataset", "toy", "--data-dir", str(toy_data), "--out", str(out)]
+    args += ["--epochs", "1", "--batch-size", "16", "--lr", "3e-3", "--no-progress", "--train-size", "0"]
+    train_main([*args, "--freeze", "random:0.5", "--save", "both"])
+    full, delta = out / "model", out / "delta"
+    assert json.loads((delta / "delta.json").read_text())["base"]["name"] == str(toy_model.resolve())
+    data = ["--dataset", "toy", "--data-dir", str(toy_data)]
+    assert scores(evaluate.main(["--model", str(delta), *data])) == scores(
+        evaluate.main(["--model", str(full), *data])
+    )
+    texts = ["the movie was great", "awful and boring"]
+    assert predict.main(["--model", str(delta), *texts]) == predict.main(["--model", str(full), *texts])
+
+
+def test_train_save_delta_writes_no_full_model(toy_model, toy_data, tmp_path):
+    from minifreeze.train import main as train_main
+
+    out = tmp_path / "run"
+    args = ["--model", str(toy_model), "--dataset", "toy", "--data-dir", str(toy_data), "--out", str(out)]
+    train_main(
+        [*args, "--epochs", "1", "--no-progress", "--train-size", "64", "--freeze", "head", "--save", "delta"]
+    )
+    assert (out / "delta" / "delta.safetensors").is_file() and not (out / "model").exists()
+    with pytest.raises(MinifreezeError, match="use --model .*delta"):
+        load_model(out)
+
+
+def test_export_merges_a_delta_into_a_folder_transformers_loads(toy_model, tmp_path, capsys):
+    from transformers import AutoModelForSequenceClassification
+
+    from minifreeze import export
+
+    model, plan = trained(toy_model, "random:0.5")
+    model.save_pretrained(tmp_path / "model")
+    save_delta(model, plan, tmp_path / "delta")
+    export.main([str(tmp_path / "delta"), "--out", str(tmp_path / "merged")])
+    theirs = AutoModelForSequenceClassification.from_pretrained(tmp_path / "merged").eval()
+    ids = torch.tensor([[2, 5, 9, 20, 3, 0], [2, 7, 3, 0, 0, 0]])
+    with torch.no_grad():
+        their_logits = theirs(input_ids=ids, attention_mask=(ids != 0).long()).logits
+    assert (their_logits - logits(model)).abs().max() <= 1e-5
+    assert torch.equal(
+        logits(load_model(tmp_path / "merged").eval()), logits(load_model(tmp_path / "model").eval())
+    )
+    assert (tmp_path / "merged" / "vocab.txt").is_file()  # the base's tokenizer travels with it
+
+
+def test_export_refuses_a_non_delta_and_an_existing_folder(toy_model, tmp_path):
+    from minifreeze import export
+
+    with pytest.raises(MinifreezeError, match="pass one delta folder"):
+        export.main([str(toy_model), "--out", str(tmp_path / "x")])
+    model, plan = trained(toy_model, "head")
+    save_delta(model, plan, tmp_path / "delta")
+    (tmp_path / "x").mkdir()
+    with pytest.raises(MinifreezeError, match="exists"):
+        export.main([str(tmp_path / "delta"), "--out", str(tmp_path / "x")])
+
+
+def test_export_allow_other_base(toy_model, tmp_path):
+    from minifreeze import export
+
+    base = tmp_path / "base"
+    shutil.copytree(toy_model, base)
+    model, plan = trained(base, "bitfit")
+    save_delta(model, plan, tmp_path / "delta")
+    other = load_model(base)
+    with torch.no_grad():
+        other.head.classifier.weight.zero_()
+    other.save_pretrained(base)  # only the head differs, which the delta overwrites anyway
+    with pytest.raises(MinifreezeError, match="MINIFREEZE_TRUST_BASE"):
+        export.main([str(tmp_path / "delta"), "--out", str(tmp_path / "a")])
+    export.main([str(tmp_path / "delta"), "--out", str(tmp_path / "b"), "--allow-other-base"])
+    assert torch.equal(logits(load_model(tmp_path / "b").eval()), logits(model))
+
+
+def test_export_bad_input_exits_2_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "minifreeze.export", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.startswith("error: pass one delta folder"), result.stderr
+    assert result.stderr.count("\n") == 1
