@@ -190,25 +190,26 @@ def apply_delta(model, folder: str | Path) -> None:
             + (f" (+{len(unknown) - 8} more)" if len(unknown) > 8 else "")
         )
     params = dict(model.named_parameters())
+    values = {name: v for name, v in tensors.items() if not name.endswith(INDEX)}
+    for name, value in values.items():  # check everything first: a refused delta leaves the model as it was
+        target, index = params[table[name]], tensors.get(name + INDEX)
+        if index is None and target.shape != value.shape:
+            raise MinifreezeError(
+                f"delta {folder}: shape mismatch for {name}: delta {tuple(value.shape)}, "
+                f"model {tuple(target.shape)}"
+            )
+        if index is not None and (
+            index.shape != value.shape
+            or (index.numel() and not 0 <= int(index.min()) <= int(index.max()) < target.numel())
+        ):
+            raise MinifreezeError(f"delta {folder}: positions of {name} do not fit the model's tensor")
     with torch.no_grad():
-        for name, values in tensors.items():
-            if name.endswith(INDEX):
-                continue
-            target = params[table[name]]
-            index = tensors.get(name + INDEX)
-            if index is not None:
-                if index.numel() != values.numel() or (index.numel() and int(index.max()) >= target.numel()):
-                    raise MinifreezeError(
-                        f"delta {folder}: positions of {name} do not fit the model's tensor"
-                    )
-                target.view(-1)[index.to(target.device)] = values.to(target.device, target.dtype)
-            elif target.shape != values.shape:
-                raise MinifreezeError(
-                    f"delta {folder}: shape mismatch for {name}: delta {tuple(values.shape)}, "
-                    f"model {tuple(target.shape)}"
-                )
+        for name, value in values.items():
+            target, index = params[table[name]], tensors.get(name + INDEX)
+            if index is None:
+                target.copy_(value)
             else:
-                target.copy_(values)
+                target.view(-1)[index.to(target.device)] = value.to(target.device, target.dtype)
     model.task = {k: v for k, v in record["task"]["minifreeze"].items() if k in TASK_KEYS}
 
 

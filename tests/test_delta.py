@@ -227,3 +227,54 @@ def test_export_bad_input_exits_2_with_one_line(tmp_path):
     result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.startswith("error: pass one delta folder"), result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_inspect_takes_a_delta_folder(toy_model, tmp_path):
+    from minifreeze.inspect import build_model
+
+    model, plan = trained(toy_model, "bitfit")
+    save_delta(model, plan, tmp_path / "delta")
+    assert torch.equal(logits(build_model(str(tmp_path / "delta")).eval()), logits(model))
+
+
+def test_a_delta_json_of_another_format_is_refused(toy_model, tmp_path):
+    model, plan = trained(toy_model, "head")
+    save_delta(model, plan, tmp_path / "delta")
+    (tmp_path / "delta" / "delta.json").write_text('{"format": "something-else"}')
+    with pytest.raises(MinifreezeError, match="is not a minifreeze-delta/1 delta"):
+        load_model(tmp_path / "delta")
+    (tmp_path / "delta" / "delta.json").write_text("{not json")
+    with pytest.raises(MinifreezeError, match="delta.json cannot be read"):
+        load_model(tmp_path / "delta")
+
+
+def test_positions_outside_the_tensor_are_refused(toy_model, tmp_path):
+    from safetensors.torch import save_file
+
+    from minifreeze.delta import sha256
+
+    model, plan = trained(toy_model, "random:0.5")
+    save_delta(model, plan, tmp_path / "delta")
+    path, meta = tmp_path / "delta" / "delta.safetensors", tmp_path / "delta" / "delta.json"
+    tensors = load_file(str(path))
+    key = "bert.encoder.layer.0.attention.self.query.weight" + INDEX
+    tensors[key] = tensors[key] + 10**6
+    save_file(tensors, str(path))
+    record = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**record, "sha256": sha256(path)}))  # consistent, but wrong positions
+    with pytest.raises(
+        MinifreezeError, match="positions of bert.encoder.layer.0.attention.self.query.weight"
+    ):
+        load_model(tmp_path / "delta")
+
+
+def test_a_delta_for_other_labels_names_the_shape_mismatch(toy_model, tmp_path):
+    model, plan = trained(toy_model, "head")  # a 2-label head
+    save_delta(model, plan, tmp_path / "delta")
+    three_labels = load_model(toy_model)
+    before = {k: v.clone() for k, v in three_labels.state_dict().items()}
+    with pytest.raises(
+        MinifreezeError, match=r"shape mismatch for classifier.bias: delta \(2,\), model \(3,\)"
+    ):
+        apply_delta(three_labels, tmp_path / "delta")
+    assert all(torch.equal(before[k], v) for k, v in three_labels.state_dict().items())  # left untouched
