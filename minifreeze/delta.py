@@ -137,13 +137,17 @@ def read_record(folder: str | Path) -> dict:
 
 def base_folder(folder: str | Path, trust_base: bool = False) -> Path:
     """The base of a delta, resolved like any model, after checking each weight file's SHA-256."""
-    record = read_record(folder)
-    base = record["base"]
-    name = base["name"]
+    base = read_record(folder)["base"]
     try:
-        resolved = hub.resolve_model(name, base.get("revision"))
+        resolved = hub.resolve_model(base["name"], base.get("revision"))
     except MinifreezeError as err:
-        raise MinifreezeError(f"delta {folder}: its base {name} cannot be found ({err})") from None
+        raise MinifreezeError(f"delta {folder}: its base {base['name']} cannot be found ({err})") from None
+    return check_base(folder, resolved, trust_base)
+
+
+def check_base(folder: str | Path, resolved: Path, trust_base: bool = False) -> Path:
+    """`resolved` if its weight files are the ones the delta in `folder` was trained on, else an error."""
+    base = read_record(folder)["base"]
     if trust_base or os.environ.get("MINIFREEZE_TRUST_BASE") == "1":
         return resolved
     have = {f.name: sha256(f) for f in weight_files(resolved)}

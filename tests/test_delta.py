@@ -278,3 +278,42 @@ def test_a_delta_for_other_labels_names_the_shape_mismatch(toy_model, tmp_path):
     ):
         apply_delta(three_labels, tmp_path / "delta")
     assert all(torch.equal(before[k], v) for k, v in three_labels.state_dict().items())  # left untouched
+
+
+def test_one_backbone_swaps_deltas_in_place_with_each_tasks_logits(toy_model, tmp_path):
+    from minifreeze.backbone import Backbone
+
+    model, plan = trained(toy_model, "bitfit")  # 2 labels
+    save_delta(model, plan, tmp_path / "two")
+    three = load_model(toy_model).eval()
+    plan3 = freeze(three, "top:1")
+    fake_training(three, plan3, seed=5)
+    save_delta(three, plan3, tmp_path / "three")
+    random_model_, random_plan = trained(toy_model, "random:0.5")
+    save_delta(random_model_, random_plan, tmp_path / "random")
+    backbone = Backbone(toy_model)
+    held = backbone.model
+    for folder, expected in [("two", model), ("three", three), ("random", random_model_), ("two", model)]:
+        assert backbone.use(tmp_path / folder) is held
+        assert torch.equal(logits(held), logits(expected)), folder
+        assert held.config.num_labels == expected.config.num_labels
+    backbone.restore()
+    assert torch.equal(logits(held), logits(load_model(toy_model).eval()))
+
+
+def test_a_backbone_refuses_a_delta_of_another_base(toy_model, tmp_path):
+    from minifreeze.backbone import Backbone
+
+    base = tmp_path / "base"
+    shutil.copytree(toy_model, base)
+    model, plan = trained(base, "bitfit")
+    save_delta(model, plan, tmp_path / "delta")
+    other = load_model(base)
+    with torch.no_grad():
+        other.encoder.embeddings.word.weight[0, 0] += 1
+    other.save_pretrained(tmp_path / "other")
+    backbone = Backbone(tmp_path / "other")
+    before = logits(backbone.model)
+    with pytest.raises(MinifreezeError, match="another base"):
+        backbone.use(tmp_path / "delta")
+    assert torch.equal(logits(backbone.model), before)

@@ -73,8 +73,8 @@ DEFAULT_BUDGET = 150  # any other file; a module that outgrows it deserves its o
 # planned 4500; the package was 4468 lines once every planned module existed, which left no room.
 # 5000 until round 3: the frozen cache's integrity checks (+160), run_folder.py and run_options.py (~280
 # lines of checks and repairs) and readers.py (split out of data.py, +~60 for the label and quoting rules).
-TOTAL_BUDGET = 6250  # 5700, then the tokenizer became callable and model folders remember their task (+330)
-# 6000 until issue 19 added freeze deltas (delta.py, ~180 lines, and the export command)
+TOTAL_BUDGET = 6300  # 5700, then the tokenizer became callable and model folders remember their task (+330)
+# 6000 until issue 19 added freeze deltas (delta.py ~190 lines, the export command ~35, backbone.py ~60)
 # The loop, read in one sitting (issue 18): lines of train._train as a reader scrolls them (phase banners,
 # comments and blank lines included; 300 before the issue, 190 after), and of the try block that is its
 # loop (51, one screen).
