@@ -58,7 +58,7 @@ def _base_shapes(folder: Path, model) -> dict[str, tuple]:
                 shapes.update({k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()})
         else:
             shapes.update({k: tuple(v.shape) for k, v in checkpoints.read_state_dict(folder).items()})
-    return {k: shapes[k] for k in checkpoints.normalise_names(dict.fromkeys(shapes), model.config)}
+    return checkpoints.normalise_names(shapes, model.config)  # Hub names as name_table spells them
 
 
 def delta_tensors(model, plan) -> dict[str, torch.Tensor]:

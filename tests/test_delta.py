@@ -317,3 +317,17 @@ def test_a_backbone_refuses_a_delta_of_another_base(toy_model, tmp_path):
     with pytest.raises(MinifreezeError, match="another base"):
         backbone.use(tmp_path / "delta")
     assert torch.equal(logits(backbone.model), before)
+
+
+def test_a_real_base_saved_without_the_family_prefix(minilm_dir, tmp_path):
+    """MiniLM's file names its tensors without `bert.`: the delta must still see them as the base's."""
+    model = load_model("bundled:minilm", num_labels=2)
+    plan = freeze(model, "bitfit")
+    fake_training(model, plan)
+    save_delta(model, plan, tmp_path / "delta", base="bundled:minilm")
+    tensors = load_file(str(tmp_path / "delta" / "delta.safetensors"))
+    assert sum(v.numel() for v in tensors.values()) == plan.trainable_params  # no base tensor stored
+    assert json.loads((tmp_path / "delta" / "delta.json").read_text())["base"]["name"] == "bundled:minilm"
+    ids = torch.tensor([[101, 2204, 3185, 102]])
+    with torch.no_grad():
+        assert torch.equal(model.eval()(ids), load_model(tmp_path / "delta").eval()(ids))
