@@ -109,12 +109,6 @@ class TrainConfig:
     device: str = cli.option("auto", "cpu, cuda, cuda:N, or auto")
     threads: int | None = cli.option(None, "CPU threads for torch (default: torch's choice)")
     out: str | None = cli.option(None, "run folder (default: runs/<dataset>-<freeze>-<time>)")
-    save: str = cli.option(
-        "model",
-        "what to write of the best model: model (DIR/model, full Hub layout), delta (DIR/delta, only what "
-        "trained, see docs/deltas.md) or both",
-        choices=("model", "delta", "both"),
-    )
     overwrite: bool = cli.option(
         False, "replace an existing run folder (kept aside until the new run's first checkpoint)"
     )
@@ -124,6 +118,12 @@ class TrainConfig:
         "--threads, --device, --cache-dir and --cache-max-gb may differ; a finished run is left as it is",
     )
     progress: bool = cli.option(True, "show progress bars")
+    save: str = cli.option(
+        "model",
+        "what to write of the best model: model (DIR/model, full Hub layout), delta (DIR/delta, only what "
+        "trained, see docs/deltas.md) or both",
+        choices=("model", "delta", "both"),
+    )
 
 
 class StopRequested:
