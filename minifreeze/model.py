@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import checkpoints, hub
+from . import checkpoints, delta, hub
 from .config import EncoderConfig, load_config, named_config
 from .encoder import Encoder
 from .errors import MinifreezeError
@@ -128,13 +128,20 @@ def load_model(
     textbook_attention: bool = False,
     fused_head: str = "auto",
     dtype: torch.dtype = torch.float32,
+    trust_base: bool = False,
 ) -> SequenceClassifier:
     """A classifier from a Hub id or a local folder (base or fine-tuned checkpoint).
 
     A fine-tuned head is kept with its labels; a missing head is created and initialised like
     transformers does. Asking for another number of labels than the checkpoint's head has is an
     error unless `reinit_head=True` (always a new head) or `"mismatch"` (a new head only if it differs).
+    A delta folder (delta.py) loads its base, checks its hashes (`trust_base=True` skips that) and applies.
     """
+    if delta.is_delta(name_or_path):
+        base, head = delta.base_and_task(name_or_path, trust_base)
+        model = load_model(base, **head, textbook_attention=textbook_attention, fused_head=fused_head)
+        delta.apply_delta(model, name_or_path)
+        return model.to(dtype)
     folder = hub.resolve_model(str(name_or_path), revision)
     cfg = load_config(folder)
     saved = cfg.raw.get("minifreeze") if isinstance(cfg.raw.get("minifreeze"), dict) else {}

@@ -119,7 +119,7 @@ class RunFolder:
             self.lock()
             self.put_back_stale()
             self.check()  # again: until the lock, another run could have changed DIR
-            for name in ("last", "model"):
+            for name in ("last", "model", "delta"):
                 checkpoints.recover(self.path / name)
             if not self.resume and self.entries():
                 self.move_aside()

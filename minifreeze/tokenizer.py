@@ -309,6 +309,10 @@ def _tokenizer_kind(folder: Path) -> str:
 def _resolve_folder(name_or_path: str | Path, revision: str | None) -> Path:
     """A local folder as-is; anything else goes to hub.py (Hub id, cache, or the bundled MiniLM)."""
     path = Path(name_or_path).expanduser()
+    if (path / "delta.json").is_file():  # a freeze delta reads text with its base's tokenizer
+        from .delta import base_folder
+
+        return base_folder(path, trust_base=True)
     if path.is_dir():
         hub.refuse_run_folder(path)
         return path

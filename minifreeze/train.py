@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from . import batching, cli, data, distributed, hub, run_options
 from . import cache as frozen_cache
+from .delta import best_model_writer
 from .errors import MinifreezeError
 from .freezing import freeze
 from .metrics import METRICS, majority_baseline
@@ -131,6 +132,12 @@ class TrainConfig:
         "--threads, --device, --cache-dir and --cache-max-gb may differ; a finished run is left as it is",
     )
     progress: bool = cli.option(True, "show progress bars")
+    save: str = cli.option(
+        "model",
+        "what to write of the best model: model (DIR/model, full Hub layout), delta (DIR/delta, only what "
+        "trained, see docs/deltas.md) or both",
+        choices=("model", "delta", "both"),
+    )
 
 
 class StopRequested:
@@ -235,6 +242,7 @@ def _train(cfg: TrainConfig, stack: ExitStack) -> dict:
     # fp16 needs loss scaling on CUDA; for every other run the scaler is off and passes everything through
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16" and device.type == "cuda")
     trained = (model, optimizer, scheduler, scaler)  # what a checkpoint holds, with the progress
+    save_best = best_model_writer(cfg.save, plan, out, base=cfg.model)  # --save model|delta|both
     progress = Progress()  # the loop's whole state: checkpoints save it, --resume reads it back
     # Everything checked: the run folder becomes this run's (locked; an old run moved aside).
     folder.begin(None if cfg.resume else {**dataclasses.asdict(cfg), "out": str(out)})
@@ -312,7 +320,7 @@ def _train(cfg: TrainConfig, stack: ExitStack) -> dict:
                 result = evaluate(progress.step)
                 epochs = epoch + done / steps_per_epoch
                 record = {"step": progress.step, "epoch": epochs, "train_loss": loss_sum, "lr": lr, **result}
-                improved = log_and_save(folder, trained, progress, record, cfg.metric)
+                improved = log_and_save(folder, trained, progress, record, cfg.metric, save_best)
                 best_metrics = result if improved else best_metrics
                 saved_step = progress.step
                 say(evaluation_line(progress.step, result, improved))
@@ -436,7 +444,9 @@ def validation_metrics(
     return result
 
 
-def log_and_save(folder: RunFolder, trained: tuple, progress: Progress, record: dict, metric: str) -> bool:
+def log_and_save(
+    folder: RunFolder, trained: tuple, progress: Progress, record: dict, metric: str, save_best
+) -> bool:
     """After an evaluation: count it in `progress`, then (rank 0) append `record` to metrics.jsonl, save the
     best model if it improved, and save DIR/last, in that order: a kill between any two writes resumes
     from DIR/last, which drops the log lines past it. True when this evaluation is the best so far."""
@@ -445,7 +455,7 @@ def log_and_save(folder: RunFolder, trained: tuple, progress: Progress, record: 
         with open(folder.path / "metrics.jsonl", "a") as log:
             log.write(json.dumps(record) + "\n")
         if improved:
-            trained[0].save_pretrained(folder.path / "model")
+            save_best(trained[0])
         save_state(folder.path / "last", *trained, progress)
     folder.commit()  # an old run this one replaces can go now
     return improved
@@ -493,7 +503,7 @@ def print_closing_table(summary: dict, out: Path) -> None:
         ("real-token fraction", f"{summary['real_token_fraction']:.2f}"),
         ("wall time", f"{summary['wall_seconds']:.1f} s"),
         ("stopped", summary["stopped"]),
-        ("best model", str(out / "model")),
+        ("best model", str(out / "model" if (out / "model").exists() else out / "delta")),
     ]
     width = max(len(name) for name, _ in rows)
     print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))

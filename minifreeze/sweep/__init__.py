@@ -155,7 +155,7 @@ def run_point(cfg: train.TrainConfig, opts, train_fn: Callable) -> None:
     mib, source = peak_memory(device)
     write_json(run_dir / "sweep.json", {"peak_memory_mib": mib, "memory_source": source})
     if not opts.keep_models:
-        for folder in ("model", "last"):
+        for folder in ("model", "delta", "last"):
             shutil.rmtree(run_dir / folder, ignore_errors=True)
 
 
