@@ -40,7 +40,7 @@ class Backbone:
         id2label = {int(i): label for i, label in task["id2label"].items()}
         params = dict(model.named_parameters())
         for key in delta.read_record(folder)["keys"]:
-            name = table.get(key.removesuffix(delta.INDEX))
+            name = table.get(key.removesuffix(delta.MASK).removesuffix(delta.INDEX))
             if name is not None and name not in self.saved:
                 self.saved[name] = params[name].detach().clone()
         if len(id2label) != model.config.num_labels:

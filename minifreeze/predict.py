@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from . import cli, data
+from . import cli, data, delta
 from .errors import MinifreezeError
 
 TABLES = (".tsv", ".csv", ".jsonl")
@@ -25,7 +25,11 @@ TABLES = (".tsv", ".csv", ".jsonl")
 @dataclass(frozen=True)
 class PredictConfig:
     texts: list[str] = cli.option([], "texts to classify (else --file, else standard input)", positional=True)
-    model: str = cli.option(None, "folder of a trained model (a run's DIR/model) or a Hub id")
+    model: str = cli.option(
+        None,
+        "folder of a trained model (a run's DIR/model or DIR/delta) or a Hub id; several deltas of one base "
+        'as DELTA1,DELTA2: the base loads once, each text gets a line per delta (with its "model")',
+    )
     pair: list[str] = cli.option(
         [], "second texts, for a model trained on pairs: one per text, in order (TEXT... --pair PAIR...)"
     )
@@ -138,6 +142,7 @@ def predict(
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
+    from .backbone import Backbone
     from .model import load_model
     from .runtime import pick_device
     from .task import check_pairs, with_task_defaults
@@ -153,15 +158,48 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not cfg.model:
         raise MinifreezeError("--model is required: pass a trained model folder (a run's DIR/model)")
     device = pick_device(cfg.device)
-    model = load_model(cfg.model).to(device).eval()
-    cfg = with_task_defaults(cfg, model)
-    texts, pairs = read_inputs(cfg)
-    check_pairs(model, pairs is not None, "give each text its pair with --pair, or a --file table with both")
-    tokenizer = load_tokenizer(cfg.model)
-    results = predict(model, tokenizer, texts, cfg.max_length, cfg.batch_size, device, pairs)
-    for result in results:
-        print(json.dumps(result, ensure_ascii=False, allow_nan=False))
+    names = model_names(cfg.model)
+    if len(names) == 1:
+        models = iter([load_model(cfg.model)])
+    else:  # one base in memory; each delta swapped in after the last one is taken out
+        backbone = Backbone(delta.base_folder(names[0]))
+        backbone.model.to(device)
+        models = (backbone.use(name) for name in names)
+    results, texts = [], None
+    for name, model in zip(names, models):
+        model = model.to(device).eval()
+        task_cfg = with_task_defaults(cfg, model)
+        if texts is None:  # read once (standard input can be read once), with the first model's columns
+            texts, pairs = read_inputs(task_cfg)
+        check_pairs(
+            model, pairs is not None, "give each text its pair with --pair, or a --file table with both"
+        )
+        tokenizer = load_tokenizer(name)
+        found = predict(model, tokenizer, texts, task_cfg.max_length, cfg.batch_size, device, pairs)
+        for result in found:
+            result = result if len(names) == 1 else {"model": name, **result}
+            print(json.dumps(result, ensure_ascii=False, allow_nan=False))
+            results.append(result)
     return results
+
+
+def model_names(model: str) -> list[str]:
+    """--model as one name, or DELTA1,DELTA2,... (a folder whose name holds a comma is one name); several
+    must all be deltas of one base."""
+    if "," not in model or Path(model).expanduser().exists():
+        return [model]
+    names = [name for name in model.split(",") if name]
+    not_deltas = [name for name in names if not delta.is_delta(name)]
+    if not_deltas:
+        raise MinifreezeError(
+            f"--model {not_deltas[0]}: several models must all be deltas (DIR/delta, with delta.json) of one base"
+        )
+    bases = {delta.read_record(name)["base"]["name"] for name in names}
+    if len(bases) > 1:
+        raise MinifreezeError(
+            f"--model: these deltas have different bases ({', '.join(sorted(bases))}); predict with each alone"
+        )
+    return names
 
 
 def entry() -> None:

@@ -1,7 +1,9 @@
 """Training state on disk: everything needed to continue a run exactly where it stopped.
 
-`DIR/last/` holds the model (all our parameters, safetensors) and `state.pt` (optimizer, scheduler,
-grad scaler, RNG states, and the loop's `Progress`: the position in the data, the metric history). It is
+`DIR/last/` holds the parameters that train (safetensors; the frozen rest is the base model, by
+construction, so it is loaded from there again and its files' SHA-256 are checked) and `state.pt`
+(optimizer, scheduler, grad scaler, RNG states, and the loop's `Progress`: the position in the data, the
+metric history). With most of a model frozen the checkpoint is a fraction of its size. It is
 written with the same swap-in-a-finished-folder trick as the best model, so an interrupted save leaves the
 previous one whole. `state.pt` holds only tensors and plain containers, and is read back with
 `weights_only=True`.
@@ -21,6 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from . import delta
 from .checkpoints import write_atomically, write_file
 from .errors import MinifreezeError
 
@@ -82,6 +85,16 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def saved_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    """What a checkpoint holds: every parameter that trains, and the head whole (a head that a spec keeps
+    frozen may be freshly initialised, which the base cannot give back). A model that did not come from a
+    folder has no base to restore the rest from, so all of it is saved."""
+    named = dict(model.named_parameters())
+    if getattr(model, "source", None) is None:
+        return named
+    return {n: p for n, p in named.items() if p.requires_grad or n.startswith("head.")}
+
+
 def save_state(
     folder: Path, model: torch.nn.Module, optimizer, scheduler, scaler, progress: Progress
 ) -> None:
@@ -93,7 +106,7 @@ def save_state(
     """
 
     def fill(tmp: Path) -> None:
-        weights = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters()}
+        weights = {n: p.detach().contiguous().cpu() for n, p in saved_parameters(model).items()}
         write_file(tmp / "model.safetensors", save(weights))
         state = {
             "optimizer": optimizer.state_dict(),
@@ -101,6 +114,7 @@ def save_state(
             "scaler": scaler.state_dict(),
             "rng": rng_states(),
             "progress": dataclasses.asdict(progress),
+            "base_sha256": delta.base_hashes(model.source) if getattr(model, "source", None) else None,
         }
         buffer = io.BytesIO()
         torch.save(state, buffer)
@@ -131,8 +145,7 @@ def load_state(folder: Path, model: torch.nn.Module, optimizer, scheduler, scale
             "resume it with that version or start again with --overwrite"
         )
     params = dict(model.named_parameters())
-    if set(weights) != set(params):
-        raise MinifreezeError(f"--resume: {folder} was written by a different model; start a new --out")
+    check_frozen_part(folder, model, set(weights), state.get("base_sha256"))
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor)
@@ -141,3 +154,24 @@ def load_state(folder: Path, model: torch.nn.Module, optimizer, scheduler, scale
     scaler.load_state_dict(state["scaler"])  # a disabled scaler ignores it (older checkpoints hold None)
     set_rng_states(state["rng"])
     return Progress(**{name: saved[name] for name in names})
+
+
+def check_frozen_part(
+    folder: Path, model: torch.nn.Module, saved: set[str], base_sha256: dict | None
+) -> None:
+    """The checkpoint must hold every parameter that trains and nothing the model lacks; the rest comes
+    from the base, which must be the file the run started from (else the frozen layers would differ)."""
+    params = dict(model.named_parameters())
+    missing = [n for n in saved_parameters(model) if n not in saved]
+    if saved - set(params) or missing:
+        raise MinifreezeError(
+            f"--resume: {folder} was written by a different model or freeze spec; start a new --out"
+        )
+    if base_sha256 and getattr(model, "source", None) and set(saved) != set(params):
+        have = delta.base_hashes(model.source)
+        changed = sorted(f for f in set(have) | set(base_sha256) if have.get(f) != base_sha256.get(f))
+        if changed:
+            raise MinifreezeError(
+                f"--resume: the base model's {changed[0]} in {model.source} changed since the checkpoint, "
+                "so the frozen layers would differ; resume with the original base or start again with --overwrite"
+            )

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from minifreeze import load_model
-from minifreeze.delta import INDEX, apply_delta, save_delta
+from minifreeze.delta import INDEX, MASK, apply_delta, save_delta, stored_as_elements
 from minifreeze.errors import MinifreezeError
 from minifreeze.freezing import freeze
 
@@ -63,12 +63,12 @@ def test_the_delta_holds_only_what_trained(toy_model, tmp_path, spec):
     record = json.loads((tmp_path / "delta" / "delta.json").read_text())
     assert record["keys"] == sorted(tensors) and record["freeze"] == spec
     assert list(record["base"]["sha256"]) == ["model.safetensors"]
-    stored = sum(v.numel() for k, v in tensors.items() if not k.endswith(INDEX))
+    stored = sum(v.numel() for k, v in tensors.items() if not stored_as_elements(k))
     assert stored == plan.trainable_params
     if spec == "bitfit":
         assert all(k.endswith(".bias") or k.startswith("classifier.") for k in tensors)
-    if spec == "random:0.5":
-        assert tensors["bert.encoder.layer.0.attention.self.query.weight" + INDEX].dtype == torch.int64
+    if spec == "random:0.5":  # which elements: one bit each (32 x 32 weight -> 128 bytes)
+        assert tensors["bert.encoder.layer.0.attention.self.query.weight" + MASK].shape == (128,)
 
 
 def test_a_delta_applied_to_another_base_names_the_file_and_the_override(toy_model, tmp_path, monkeypatch):
@@ -248,24 +248,60 @@ def test_a_delta_json_of_another_format_is_refused(toy_model, tmp_path):
         load_model(tmp_path / "delta")
 
 
-def test_positions_outside_the_tensor_are_refused(toy_model, tmp_path):
+def rewrite_delta(folder, change) -> None:
+    """Apply `change` to a delta's tensors and make delta.json consistent again (a well-formed delta)."""
     from safetensors.torch import save_file
 
     from minifreeze.delta import sha256
 
-    model, plan = trained(toy_model, "random:0.5")
-    save_delta(model, plan, tmp_path / "delta")
-    path, meta = tmp_path / "delta" / "delta.safetensors", tmp_path / "delta" / "delta.json"
-    tensors = load_file(str(path))
-    key = "bert.encoder.layer.0.attention.self.query.weight" + INDEX
-    tensors[key] = tensors[key] + 10**6
+    path, meta = folder / "delta.safetensors", folder / "delta.json"
+    tensors = change(load_file(str(path)))
     save_file(tensors, str(path))
     record = json.loads(meta.read_text())
-    meta.write_text(json.dumps({**record, "sha256": sha256(path)}))  # consistent, but wrong positions
-    with pytest.raises(
-        MinifreezeError, match="positions of bert.encoder.layer.0.attention.self.query.weight"
-    ):
+    meta.write_text(json.dumps({**record, "keys": sorted(tensors), "sha256": sha256(path)}))
+
+
+QUERY = "bert.encoder.layer.0.attention.self.query.weight"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda t: {**t, QUERY + MASK: t[QUERY + MASK][:-1]},  # a mask of another length
+        lambda t: {**t, QUERY + MASK: torch.full_like(t[QUERY + MASK], 255)},  # marks every element
+        lambda t: {**t, QUERY + INDEX: torch.arange(t[QUERY].numel()) + 10**6},  # old form, out of range
+    ],
+)
+def test_positions_that_do_not_fit_the_tensor_are_refused(toy_model, tmp_path, damage):
+    model, plan = trained(toy_model, "random:0.5")
+    save_delta(model, plan, tmp_path / "delta")
+
+    def change(tensors):
+        tensors = damage(tensors)
+        if QUERY + INDEX in tensors:
+            tensors.pop(QUERY + MASK)
+        return tensors
+
+    rewrite_delta(tmp_path / "delta", change)
+    with pytest.raises(MinifreezeError, match=f"positions of {QUERY} do not fit"):
         load_model(tmp_path / "delta")
+
+
+def test_a_delta_with_int64_positions_from_before_still_loads_bit_equal(toy_model, tmp_path):
+    model, plan = trained(toy_model, "random:0.5")
+    save_delta(model, plan, tmp_path / "delta")
+    model.save_pretrained(tmp_path / "full")
+
+    def to_positions(tensors):
+        for key in [k for k in tensors if k.endswith(MASK)]:
+            bits = (tensors.pop(key).unsqueeze(1) >> torch.arange(8, dtype=torch.uint8)) & 1
+            tensors[key.removesuffix(MASK) + INDEX] = bits.flatten().nonzero().flatten()
+        return tensors
+
+    rewrite_delta(tmp_path / "delta", to_positions)
+    assert torch.equal(
+        logits(load_model(tmp_path / "delta").eval()), logits(load_model(tmp_path / "full").eval())
+    )
 
 
 def test_a_delta_for_other_labels_names_the_shape_mismatch(toy_model, tmp_path):
@@ -331,3 +367,41 @@ def test_a_real_base_saved_without_the_family_prefix(minilm_dir, tmp_path):
     ids = torch.tensor([[101, 2204, 3185, 102]])
     with torch.no_grad():
         assert torch.equal(model.eval()(ids), load_model(tmp_path / "delta").eval()(ids))
+
+
+def test_predict_with_several_deltas_loads_one_base_and_matches_each_delta_alone(
+    toy_model, tmp_path, monkeypatch
+):
+    from minifreeze import backbone, predict
+
+    for name, spec, seed in [("a", "bitfit", 0), ("b", "top:1", 5)]:
+        model = load_model(toy_model, num_labels=2 + (name == "b"), reinit_head="mismatch")
+        plan = freeze(model, spec)
+        fake_training(model, plan, seed=seed)
+        save_delta(model, plan, tmp_path / name)
+    texts = ["the movie was great", "awful and boring"]
+    alone = [
+        {"model": str(tmp_path / n), **r}
+        for n in "ab"
+        for r in predict.main(["--model", str(tmp_path / n), *texts])
+    ]
+    loads = []
+    monkeypatch.setattr(backbone, "load_model", lambda *a, **k: loads.append(a) or load_model(*a, **k))
+    together = predict.main(["--model", f"{tmp_path / 'a'},{tmp_path / 'b'}", *texts])
+    assert together == alone and len(loads) == 1
+    assert {len(r["probabilities"]) for r in together} == {2, 3}
+
+
+def test_predict_with_several_models_refuses_non_deltas_and_mixed_bases(toy_model, tmp_path):
+    from minifreeze import predict
+
+    model, plan = trained(toy_model, "bitfit")
+    save_delta(model, plan, tmp_path / "a")
+    with pytest.raises(MinifreezeError, match=f"--model {toy_model}: several models must all be deltas"):
+        predict.main(["--model", f"{tmp_path / 'a'},{toy_model}", "text"])
+    other = tmp_path / "other"
+    shutil.copytree(toy_model, other)
+    model, plan = trained(other, "bitfit")
+    save_delta(model, plan, tmp_path / "b")
+    with pytest.raises(MinifreezeError, match="these deltas have different bases"):
+        predict.main(["--model", f"{tmp_path / 'a'},{tmp_path / 'b'}", "text"])
