@@ -87,7 +87,9 @@ class TrainConfig:
     max_grad_norm: float = cli.option(1.0, "clip the gradient norm (0 = off)")
     max_length: int = cli.option(128, "truncate texts to this many tokens")
     train_size: int | None = cli.option(
-        None, "stratified, nested training subset of N examples (default: the whole training set; 0 too)"
+        None,
+        "stratified, nested training subset of N examples (default: the whole training set, as 0 is; the "
+        "no-argument demo: 4000)",
     )
     data_seed: int = cli.option(0, "seed of subsets and splits (keep fixed across seeds to compare runs)")
     seed: int = cli.option(0, "seed of head init, data order and dropout")
