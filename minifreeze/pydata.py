@@ -88,7 +88,13 @@ def table(examples: Any, source: str, columns: data._Columns) -> PythonTable:
             "train_data=splits['train'], eval_data=splits['validation']"
         )
     if _is_table(examples):  # a datasets.Dataset, or a DataFrame
-        names = examples.column_names if hasattr(examples, "column_names") else examples.columns
+        if not hasattr(examples, "__len__"):  # datasets' IterableDataset: no columns to read
+            raise MinifreezeError(
+                f"{source} is a stream ({type(examples).__name__}): pass list({source}), or a Dataset"
+            )
+        names = list(examples.column_names if hasattr(examples, "column_names") else examples.columns)
+        if twice := sorted({str(name) for name in names if names.count(name) > 1}):
+            raise MinifreezeError(f"{source}: column {twice[0]!r} appears twice; rename one")
         result = _columns_table({name: examples[name] for name in names}, source)
         result.class_names = _class_names(examples, columns)
         return result

@@ -33,6 +33,9 @@ class FakeFrame:
     def __getitem__(self, name):
         return self._columns[name]
 
+    def __len__(self):
+        return len(next(iter(self._columns.values()), []))
+
 
 class FakeDataset:
     """What train_data uses of a datasets.Dataset: `.column_names`, a column by name, `.features`."""
@@ -46,6 +49,22 @@ class FakeDataset:
 
     def __getitem__(self, name):
         return self._columns[name]
+
+    def __len__(self):
+        return len(next(iter(self._columns.values()), []))
+
+
+class FakeStream:
+    """datasets' IterableDataset: column names, rows one by one, no length and no column access."""
+
+    column_names = ["text", "label"]
+
+    def __iter__(self):
+        return iter([{"text": "a", "label": 0}])
+
+
+class FakeDuplicateFrame(FakeFrame):
+    columns = ["text", "label", "text"]
 
 
 def columns_of(rows, text="text", label="label") -> dict:
@@ -160,6 +179,8 @@ REFUSALS = [
     (ROWS, [("a", "b", "positive")], "train_data and eval_data have tuples of different lengths"),
     (None, ROWS, "eval_data needs train_data: pass both, or neither and set cfg.dataset"),
     ({"train": FakeDataset({}), "test": FakeDataset({})}, None, r"train_data holds splits \(train, test\)"),
+    (FakeStream(), None, r"train_data is a stream \(FakeStream\): pass list\(train_data\), or a Dataset"),
+    (FakeDuplicateFrame({"text": ["a"], "label": [0]}), None, "train_data: column 'text' appears twice"),
 ]
 
 
