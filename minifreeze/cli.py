@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from .errors import MinifreezeError
 
 T = TypeVar("T")
+CONFIGS = Path(__file__).resolve().parent / "configs"  # the recipes `--config NAME` finds (package data)
 
 
 def option(
@@ -81,8 +82,9 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentParser:
     parser = Parser(prog=prog, description=description, formatter_class=HelpFormatter)
+    shipped = "or a config shipped in minifreeze/configs/ by its name (e.g. bitfit_sst2)"
     parser.add_argument(
-        "--config", metavar="FILE.toml", help="read options from a TOML file; flags override it"
+        "--config", metavar="FILE.toml", help=f"read options from a TOML file, {shipped}; flags override it"
     )
     for f in dataclasses.fields(cls):
         kind, is_list = base_type(f.type)
@@ -181,11 +183,13 @@ def parse(cls: type[T], argv: list[str] | None, prog: str, description: str) -> 
     trainer_batch(args, typed=set())
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
     if args.config:
-        path = Path(args.config)
+        path = config_file(args.config)
         try:
             file_values = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise MinifreezeError(f"--config {path}: no such file") from None
+        except OSError as err:
+            raise MinifreezeError(f"--config {path}: cannot read it ({err.strerror or err})") from None
+        except UnicodeDecodeError:
+            raise MinifreezeError(f"--config {path}: not UTF-8 text; re-save it as UTF-8") from None
         except tomllib.TOMLDecodeError as err:
             raise MinifreezeError(f"--config {path}: not valid TOML ({err})") from None
         file_values = {k.replace("-", "_"): v for k, v in file_values.items()}
@@ -196,6 +200,19 @@ def parse(cls: type[T], argv: list[str] | None, prog: str, description: str) -> 
             if f.name in file_values and f.name not in given:
                 values[f.name] = coerce(file_values[f.name], f, path)
     return cls(**values)
+
+
+def config_file(text: str) -> Path:
+    """`--config` as a path, else as the name of a config shipped with the package (`bitfit_sst2`, with or
+    without `.toml`), so that an installed minifreeze has its recipes too."""
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    shipped = CONFIGS / path.with_suffix(".toml").name
+    if path.parent == Path(".") and shipped.is_file():
+        return shipped
+    names = ", ".join(sorted(p.stem for p in CONFIGS.glob("*.toml")))
+    raise MinifreezeError(f"--config {text}: no such file, nor a shipped config (shipped: {names})")
 
 
 def given_only(cls: type, prog: str, description: str, argv: list[str] | None) -> argparse.Namespace:

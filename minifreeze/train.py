@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import batching, cli, data, distributed, hub, run_options
+from . import batching, cli, data, distributed, hub, pydata, run_options
 from . import cache as frozen_cache
 from .delta import best_model_writer
 from .errors import MinifreezeError
@@ -85,7 +86,11 @@ class TrainConfig:
     )
     max_grad_norm: float = cli.option(1.0, "clip the gradient norm (0 = off)")
     max_length: int = cli.option(128, "truncate texts to this many tokens")
-    train_size: int | None = cli.option(4000, "stratified, nested training subset (0 = everything)")
+    train_size: int | None = cli.option(
+        None,
+        "stratified, nested training subset of N examples (default: the whole training set, as 0 is; the "
+        "no-argument demo: 4000)",
+    )
     data_seed: int = cli.option(0, "seed of subsets and splits (keep fixed across seeds to compare runs)")
     seed: int = cli.option(0, "seed of head init, data order and dropout")
     sampler: str = cli.option(
@@ -158,14 +163,18 @@ class StopRequested:
             signal.signal(s, handler)
 
 
-def train(cfg: TrainConfig) -> dict:
+def train(cfg: TrainConfig, train_data=None, eval_data=None) -> dict:
     """Run one fine-tune and return its summary. `--threads` holds for this run only: sweeps and tests call
-    train() in-process, and a thread count left behind would silently change every later measurement."""
+    train() in-process, and a thread count left behind would silently change every later measurement.
+    `train_data` / `eval_data`: examples from Python instead of `cfg.dataset` (lists of tuples or dicts, a
+    DataFrame, a datasets.Dataset: docs/own_data.md); the run then records its dataset as "python"."""
+    if train_data is not None or eval_data is not None:
+        cfg = dataclasses.replace(cfg, dataset=pydata.NAME)
     threads = torch.get_num_threads()
     finished = False
     try:
         with ExitStack() as stack:  # _train puts the run folder in: unlocked (a failed start undone) here
-            summary = _train(cfg, stack)
+            summary = _train(cfg, stack, (train_data, eval_data))
         finished = True
         return summary
     finally:
@@ -177,7 +186,7 @@ def default_out(cfg: TrainConfig) -> str:
     return cfg.out or f"runs/{Path(cfg.dataset).name}-freeze{cfg.freeze}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _train(cfg: TrainConfig, stack: ExitStack) -> dict:
+def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)) -> dict:
     started = time.time()
     # ---------------------------------------------------------------- options, device, run folder, seeds
     # Nothing is written before data, model and freeze plan have loaded: a typo costs no old run.
@@ -193,7 +202,7 @@ def _train(cfg: TrainConfig, stack: ExitStack) -> dict:
     torch.manual_seed(cfg.seed)
 
     # ---------------------------------------------------------------- data
-    dataset, train_split = load_training_data(cfg)
+    dataset, train_split = load_training_data(cfg, *python_data)
     tokenizer = load_tokenizer(cfg.model)
     max_length = tokenizer.capped_length(cfg.max_length)  # longer would index past the positions (warns)
     train_set = data.encode_split(train_split, tokenizer, max_length)
@@ -360,6 +369,7 @@ def _train(cfg: TrainConfig, stack: ExitStack) -> dict:
         "prefix_blocks": plan.prefix_blocks,
         "cache": cache.stats if cache else None,
         "compiled_graphs": compiled_graph_count() if cfg.compile else 0,
+        "dataset": dataset.name,
         "train_examples": len(train_set),
         "wall_seconds": time.time() - started,
     }
@@ -370,17 +380,20 @@ def _train(cfg: TrainConfig, stack: ExitStack) -> dict:
     return summary
 
 
-def load_training_data(cfg: TrainConfig) -> tuple[data.Dataset, data.Split]:
-    """The dataset, and its training split cut to the stratified `--train-size` subset (nested across sizes)."""
-    dataset = data.load_dataset(
-        cfg.dataset,
-        data_dir=cfg.data_dir,
-        text_column=cfg.text_column,
-        label_column=cfg.label_column,
-        text_pair_column=cfg.text_pair_column,
-        split_seed=cfg.data_seed,
-        validation_split=cfg.validation_split,
-    )
+def load_training_data(cfg: TrainConfig, train_data=None, eval_data=None) -> tuple[data.Dataset, data.Split]:
+    """The dataset (`cfg.dataset`, or examples given in Python: pydata.py), and its training split cut to
+    the stratified `--train-size` subset (nested across sizes)."""
+    dataset = pydata.dataset(cfg, train_data, eval_data)
+    if dataset is None:
+        dataset = data.load_dataset(
+            cfg.dataset,
+            data_dir=cfg.data_dir,
+            text_column=cfg.text_column,
+            label_column=cfg.label_column,
+            text_pair_column=cfg.text_pair_column,
+            split_seed=cfg.data_seed,
+            validation_split=cfg.validation_split,
+        )
     train_split = dataset.train
     if cfg.train_size and cfg.train_size < len(train_split):
         keep = data.stratified_subset(train_split.labels, cfg.train_size, cfg.data_seed)
@@ -513,11 +526,20 @@ PROG = "python -m minifreeze.train"
 DESCRIPTION = (
     "Fine-tune a classifier with layer freezing. Exit status: 0 when the run is done (also for --resume of "
     "a finished run), 2 for bad input (one line on stderr), 128 + N when signal N (SIGINT 130, SIGTERM 143) "
-    "stopped it after saving a checkpoint: continue with --out DIR --resume. One run at a time per --out."
+    "stopped it after saving a checkpoint: continue with --out DIR --resume. One run at a time per --out. "
+    "With no arguments at all it runs the demo: the default model on a 4,000-example subset of SST-2 "
+    "(--train-size 4000; otherwise the default is the whole training set), freeze 2, 2 epochs."
 )
+DEMO = ["--train-size", "4000"]  # the no-argument demo's only change to the defaults: a few minutes on a CPU
 
 
 def main(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        print(
+            f"no arguments: the demo run, {' '.join(DEMO)} of sst2 (given any option, the default is all of it)"
+        )
+        argv = DEMO
     cfg = cli.parse(TrainConfig, argv, PROG, DESCRIPTION)
     if cfg.resume:  # a resumed run continues with the options it started with
         cfg = run_options.resumed(TrainConfig, vars(cli.given_only(TrainConfig, PROG, DESCRIPTION, argv)))

@@ -15,7 +15,7 @@ extra=()
 if [[ "${QUICK:-0}" == 1 ]]; then
   extra=(--model bundled:minilm --train-size 2000)
 fi
-for config in scripts/configs/*.toml; do
+for config in minifreeze/configs/*.toml; do  # also `--config NAME` from an installed package
   name=$(basename "$config" .toml)
   args=("${extra[@]}")
   # amazon_polarity is not in the shared data: offline, use rotten_tomatoes for the same freezing recipe.

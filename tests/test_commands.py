@@ -129,14 +129,56 @@ def test_the_real_entry_point_prints_one_line_not_a_traceback(tmp_path):
     ]
 
 
-@pytest.mark.parametrize(
-    "config", sorted((Path(__file__).parents[1] / "scripts" / "configs").glob("*.toml")), ids=lambda p: p.stem
-)
+SHIPPED_CONFIGS = sorted((Path(__file__).parents[1] / "minifreeze" / "configs").glob("*.toml"))
+
+
+def test_the_configs_ship_with_the_package():
+    assert len(SHIPPED_CONFIGS) == 5, "minifreeze/configs/ lost its recipes (an empty list would test none)"
+
+
+@pytest.mark.parametrize("config", SHIPPED_CONFIGS, ids=lambda p: p.stem)
 def test_ready_configs_parse_into_valid_runs(config):
-    """Every shipped recipe names real options and a freeze spec the parser accepts."""
+    """Every shipped recipe names real options and a freeze spec the parser accepts, by its bare name."""
     from minifreeze.freezing import parse_spec
     from minifreeze.train import TrainConfig
 
-    cfg = cli.parse(TrainConfig, ["--config", str(config)], "train", "")
+    cfg = cli.parse(TrainConfig, ["--config", config.stem], "train", "")
+    assert cfg == cli.parse(TrainConfig, ["--config", str(config)], "train", "")
     parse_spec(cfg.freeze, 12)
     assert cfg.model and cfg.dataset
+
+
+def config_error(capsys, value: str) -> list[str]:
+    """The stderr lines of `train --config VALUE` (which fails before anything trains)."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.run(train_main, ["--config", value])
+    assert exit_.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()
+
+
+def test_an_unknown_config_name_lists_the_shipped_ones(capsys):
+    shipped = "bitfit_sst2, distilbert_sst2, head_only_rotten_tomatoes, random_sst2, top2_amazon_polarity"
+    assert config_error(capsys, "bitfit") == [
+        f"error: --config bitfit: no such file, nor a shipped config (shipped: {shipped})"
+    ]
+    # a path is never looked up among the shipped configs, even when its file name is one of them
+    assert config_error(capsys, "elsewhere/bitfit_sst2.toml")[0].startswith(
+        "error: --config elsewhere/bitfit_sst2.toml: no such file"
+    )
+
+
+def test_a_config_that_is_a_folder_or_unreadable_is_one_line(tmp_path, capsys):
+    assert config_error(capsys, str(tmp_path))[0].startswith(f"error: --config {tmp_path}: no such file")
+    (tmp_path / "c.toml").write_bytes(b"\xff\xfe epochs = 1")
+    assert config_error(capsys, str(tmp_path / "c.toml")) == [
+        f"error: --config {tmp_path / 'c.toml'}: not UTF-8 text; re-save it as UTF-8"
+    ]
+
+
+def test_a_file_in_the_working_directory_wins_over_a_shipped_config(tmp_path, monkeypatch):
+    from minifreeze.train import TrainConfig
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bitfit_sst2").write_text('freeze = "head"\n')
+    assert cli.parse(TrainConfig, ["--config", "bitfit_sst2"], "train", "").freeze == "head"
+    assert cli.parse(TrainConfig, ["--config", "bitfit_sst2.toml"], "train", "").freeze == "bitfit"

@@ -11,9 +11,13 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SKIP_DIRS = {
@@ -136,3 +140,58 @@ def test_declared_python_has_every_stdlib_module_we_import() -> None:
                 assert floor >= needed, (
                     f"{path.name} imports {words[1]} (Python {needed}) but setup.cfg says {floor}"
                 )
+
+
+INSTALLED_PROBE = """
+import json, sys
+import minifreeze
+from minifreeze import cli, train
+cfg = cli.parse(train.TrainConfig, ["--config", "bitfit_sst2"], "train", "")
+print(json.dumps({"file": minifreeze.__file__, "freeze": cfg.freeze}))
+"""
+
+
+@pytest.mark.slow
+def test_an_installed_package_has_its_configs_and_prefetcher(tmp_path):
+    """Built as a wheel and unpacked (what pip install does for a pure wheel), away from the checkout:
+    `--config bitfit_sst2` finds the shipped recipe, and `python -m minifreeze.prefetch` runs."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, source / name)
+    for name in ("minifreeze", "kernels"):
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    build = f"from setuptools import build_meta; print(build_meta.build_wheel({str(tmp_path / 'dist')!r}))"
+    built = subprocess.run(
+        [sys.executable, "-c", build], cwd=source, capture_output=True, text=True, timeout=300
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    wheel = tmp_path / "dist" / built.stdout.strip().splitlines()[-1]
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(tmp_path / "site")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    probe = subprocess.run(
+        [sys.executable, "-c", INSTALLED_PROBE],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    result = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert Path(result["file"]).is_relative_to(tmp_path / "site") and result["freeze"] == "bitfit"
+    from minifreeze.hub import bundled_model_dir
+
+    # the bundled MiniLM needs no network: a real fetch from the installed package (else only its --help)
+    name = "bundled:minilm" if bundled_model_dir() is not None else "--help"
+    prefetch = subprocess.run(
+        [sys.executable, "-m", "minifreeze.prefetch", name],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert prefetch.returncode == 0, prefetch.stderr[-3000:]
+    assert prefetch.stdout.startswith("model bundled:minilm: " if name != "--help" else "usage: ")

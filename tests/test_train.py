@@ -169,6 +169,34 @@ def test_run_folder_is_never_overwritten_silently(toy_model, toy_data, tmp_path)
     run(toy_model, toy_data, tmp_path / "run", "--epochs", "1", "--overwrite")
 
 
+def test_train_size_defaults_to_the_whole_training_set(tmp_path):
+    from conftest import toy_rows, write_tsv
+
+    from minifreeze.train import load_training_data
+
+    write_tsv(tmp_path / "big" / "train.tsv", toy_rows(4100, seed=3))  # more than the old default, 4000
+    write_tsv(tmp_path / "big" / "validation.tsv", toy_rows(20, seed=4))
+    cfg = TrainConfig(dataset="big", data_dir=str(tmp_path))
+    assert cfg.train_size is None and len(load_training_data(cfg)[1]) == 4100
+    subset = load_training_data(dataclasses.replace(cfg, train_size=4000))[1]
+    assert len(subset) == 4000 and subset.source.endswith("[4000 stratified]")
+
+
+def test_no_arguments_runs_the_demo_on_4000_examples(monkeypatch, capsys):
+    import minifreeze.train as train_module
+
+    seen = []
+    monkeypatch.setattr(train_module, "train", lambda cfg: seen.append(cfg) or {"signal": None})
+    main([])
+    assert seen[-1] == dataclasses.replace(TrainConfig(), train_size=4000)  # the defaults, but 4,000 examples
+    assert "no arguments: the demo run, --train-size 4000 of sst2" in capsys.readouterr().out
+    main(["--freeze", "2"])  # any option: a real run, on the whole training set
+    assert seen[-1] == TrainConfig() and seen[-1].train_size is None
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "4,000-example subset of SST-2 (--train-size 4000" in " ".join(capsys.readouterr().out.split())
+
+
 def test_toml_config_and_flags_override(toy_model, toy_data, tmp_path):
     config = tmp_path / "run.toml"
     config.write_text(
