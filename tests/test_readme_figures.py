@@ -1,4 +1,5 @@
-"""Every run the README quotes has its files in docs/results/<name>/, and the README says what they say.
+"""Every run the README (or docs/results.md, where its tables moved) quotes has its files in
+docs/results/<name>/, and the text says what they say.
 
 The files come from `scripts/readme_runs.sh` (summary.json, metrics.jsonl, config.json, command.txt and
 machine.txt per run). Each check below formats the README's sentence or table row from those files; a
@@ -16,6 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "docs" / "results"
 README = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())  # line breaks read as spaces
+RESULTS_DOC = " ".join((REPO / "docs" / "results.md").read_text(encoding="utf-8").split())
 
 SETUPS = {  # results folder -> the README table's first column
     "bitfit_sst2": "BitFit, SST-2 (3 epochs, lr 1e-3)",
@@ -40,9 +42,13 @@ def peak_gb(machine: str) -> float:
     return kbytes / 1024**2
 
 
-def in_readme(fragment: str) -> None:
+def in_readme(fragment: str, text: str = README, where: str = "the README") -> None:
     fragment = " ".join(fragment.split())
-    assert fragment in README, f"the README should say {fragment!r} (from its file in docs/results)"
+    assert fragment in text, f"{where} should say {fragment!r} (from its file in docs/results)"
+
+
+def in_results_doc(fragment: str) -> None:
+    in_readme(fragment, RESULTS_DOC, "docs/results.md")
 
 
 def test_default_run():
@@ -63,10 +69,10 @@ def test_real_run():
     )
     best = max(r["accuracy"] for r in records)
     assert m["accuracy"] == best  # the best evaluation is the one summary.json reports
-    in_readme(f"Validation accuracy {per_epoch}")
-    in_readme(f"(F1 {m['f1']:.3f}, MCC {m['mcc']:.3f}; majority class {summary['majority_baseline']:.3f})")
-    in_readme(f"{summary['trainable_params'] / summary['total_params']:.1%} of the parameters train")
-    in_readme(f"Wall time {summary['wall_seconds']:.0f} s")
+    in_results_doc(f"Validation accuracy {per_epoch}")
+    in_results_doc(f"(F1 {m['f1']:.3f}, MCC {m['mcc']:.3f}; majority class {summary['majority_baseline']:.3f})")
+    in_results_doc(f"{summary['trainable_params'] / summary['total_params']:.1%} of the parameters train")
+    in_results_doc(f"Wall time {summary['wall_seconds']:.0f} s")
 
 
 @pytest.mark.parametrize("name", sorted(SETUPS))
@@ -80,4 +86,4 @@ def test_published_setups_table(name):
         f"| {SETUPS[name]} | `{summary['freeze']}` | {trains} | {m['accuracy']:.3f} | {m['f1']:.3f} | "
         f"{m['mcc']:.3f} | {summary['train_samples_per_second']:.0f} |"
     )
-    in_readme(row)
+    in_results_doc(row)
