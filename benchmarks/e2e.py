@@ -1,0 +1,207 @@
+"""The speed a user feels: one whole fine-tuning run, minifreeze against transformers' Trainer (issue 21).
+
+    python benchmarks/e2e.py --depths 0,4 --reps 3 --data-dir ../shared/data
+
+Both sides get the same data and protocol: N stratified SST-2 training examples, a disjoint selection set
+of --select examples from the training file (evaluated every epoch; the best epoch's model is kept), and
+the SST-2 validation file as the held-out test that the selection never saw. Batch 16, lr 5e-5, linear
+decay without warm-up, weight decay 0.01, max length 64, --threads torch threads, seed 0.
+  ours     `minifreeze.train.train` in this process, `--freeze K` (with --cache-frozen at K > 0 unless
+           --no-cache), length-grouped batches; its summary.json carries where the time went
+  trainer  `transformers.Trainer` as the blog posts run it: AutoModelForSequenceClassification, the bottom
+           K layers and the embeddings set `requires_grad=False`, DataCollatorWithPadding, random
+           batches, eval and save every epoch, load_best_model_at_end
+Wall time covers everything from loading the model to the best model saved; the held-out accuracy is
+then computed by each side's own code. Runs alternate (ours, trainer, trainer, ours, ...) and repeat
+--reps times; the report gives medians with min-max. Writes benchmarks/results/<machine>/e2e.{json,md}.
+The Trainer needs `accelerate` (in the test extra). Time it alone: on 2 cores any other job skews it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python benchmarks/X.py` in a checkout
+
+import torch
+
+from benchmarks.common import markdown_table, write_results
+from minifreeze import data
+from minifreeze.hub import BUNDLED_MODEL, resolve_model
+from minifreeze.readers import read_file
+
+
+def read_tsv(path: Path) -> tuple[list[str], list[int]]:
+    table = read_file(path)
+    return [str(t) for t in table.read("sentence")], [int(y) for y in table.read("label")]
+
+
+def split_data(args, root: Path) -> Path:
+    """Write root/e2e/{train,validation}.tsv (training and selection examples, disjoint); return the folder."""
+    texts, labels = read_tsv(Path(args.data_dir) / args.dataset / "train.tsv")
+    chosen = data.stratified_subset(labels, args.train_size + args.select, seed=args.data_seed)
+    select = set(data.stratified_subset([labels[i] for i in chosen], args.select, seed=args.data_seed + 1))
+    folder = root / "e2e"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, keep in (("train", [i for j, i in enumerate(chosen) if j not in select]),
+                       ("validation", [i for j, i in enumerate(chosen) if j in select])):  # fmt: skip
+        lines = ["sentence\tlabel"] + [f"{texts[i]}\t{labels[i]}" for i in keep]
+        (folder / f"{name}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+def held_out(args) -> Path:
+    return Path(args.data_dir) / args.dataset / "validation.tsv"
+
+
+def run_ours(args, depth: int, folder: Path, out: Path) -> dict:
+    from minifreeze import evaluate
+    from minifreeze.train import TrainConfig, train
+
+    start = time.perf_counter()
+    cache = depth > 0 and not args.no_cache
+    cfg = TrainConfig(
+        model=args.model, dataset=str(folder), freeze=str(depth), epochs=args.epochs, batch_size=16,
+        lr=5e-5, warmup="0", weight_decay=0.01, max_length=64, threads=args.threads, seed=0,
+        eval_every="1ep", out=str(out), progress=False, cache_frozen=cache, train_size=None,
+    )  # fmt: skip
+    summary = train(cfg)
+    wall = time.perf_counter() - start
+    scored = evaluate.main(["--model", str(out / "model"), "--dataset", str(held_out(args))])
+    return {"wall_s": wall, "held_out_accuracy": scored["accuracy"], "breakdown": summary.get("timings")}
+
+
+def run_trainer(args, depth: int, folder: Path, out: Path) -> dict:
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )  # fmt: skip
+
+    start = time.perf_counter()
+    set_seed(0)
+    path = str(resolve_model(args.model))
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=2, ignore_mismatched_sizes=True
+    )
+    base = getattr(model, model.base_model_prefix)
+    frozen = [base.embeddings, *base.encoder.layer[:depth]] if depth > 0 else []
+    for module in frozen:
+        module.requires_grad_(False)
+
+    def encode(path: Path) -> list[dict]:
+        texts, labels = read_tsv(path)
+        ids = tokenizer(texts, truncation=True, max_length=64)
+        return [{"input_ids": i, "attention_mask": m, "labels": y}
+                for i, m, y in zip(ids["input_ids"], ids["attention_mask"], labels)]  # fmt: skip
+
+    def accuracy(prediction) -> dict:
+        return {"accuracy": float((prediction.predictions.argmax(-1) == prediction.label_ids).mean())}
+
+    training = TrainingArguments(
+        output_dir=str(out), per_device_train_batch_size=16, per_device_eval_batch_size=64,
+        num_train_epochs=args.epochs, learning_rate=5e-5, weight_decay=0.01, lr_scheduler_type="linear",
+        eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
+        metric_for_best_model="accuracy", save_total_limit=1, report_to=[], use_cpu=True, seed=0,
+        dataloader_num_workers=0, disable_tqdm=True, logging_strategy="no",
+    )  # fmt: skip
+    trainer = Trainer(
+        model=model, args=training, train_dataset=encode(folder / "train.tsv"),
+        eval_dataset=encode(folder / "validation.tsv"),
+        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=accuracy,
+    )  # fmt: skip
+    trainer.train()
+    wall = time.perf_counter() - start
+    accuracy_held_out = trainer.predict(encode(held_out(args))).metrics["test_accuracy"]
+    return {"wall_s": wall, "held_out_accuracy": accuracy_held_out, "breakdown": None}
+
+
+SIDES = {"ours": run_ours, "trainer": run_trainer}
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
+
+
+def report(rows: list[dict], args) -> str:
+    lines = []
+    body = []
+    for depth in sorted({r["depth"] for r in rows}):
+        side = {s: [r for r in rows if r["depth"] == depth and r["side"] == s] for s in SIDES}
+        wall = {s: [r["wall_s"] for r in side[s]] for s in SIDES}
+        acc = {s: [r["held_out_accuracy"] for r in side[s]] for s in SIDES}
+        ratio = statistics.median(wall["ours"]) / statistics.median(wall["trainer"])
+        body.append([
+            depth, spread(wall["ours"]), spread(wall["trainer"]), f"{ratio:.2f}",
+            f"{statistics.median(acc['ours']):.3f}", f"{statistics.median(acc['trainer']):.3f}",
+        ])  # fmt: skip
+    header = ["frozen layers", "ours, s (min-max)", "Trainer, s (min-max)", "ours / Trainer, wall",
+              "held-out acc, ours", "held-out acc, Trainer"]  # fmt: skip
+    lines += markdown_table(header, "rrrrrr", body)
+    breakdowns = [r for r in rows if r["side"] == "ours" and r["breakdown"]]
+    if breakdowns:
+        keys = list(breakdowns[0]["breakdown"])
+        lines += ["", "Where our time went (median seconds per phase, from summary.json's timings):", ""]
+        table = []
+        for depth in sorted({r["depth"] for r in breakdowns}):
+            mine = [r["breakdown"] for r in breakdowns if r["depth"] == depth]
+            table.append([depth, *(f"{statistics.median(b[k] for b in mine):.1f}" for k in keys)])
+        lines += markdown_table(["frozen layers", *keys], "r" * (len(keys) + 1), table)
+    lines += ["", f"{args.reps} runs per side and depth, alternated; {args.train_size} training examples, "
+              f"{args.select} for selection, {args.epochs} epochs, {args.threads} threads, "
+              f"held out: {args.dataset}/validation.tsv."]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=BUNDLED_MODEL, help="a folder, Hub id or bundled:minilm")
+    parser.add_argument("--depths", default="0,4", help="comma-separated frozen layer counts")
+    parser.add_argument("--reps", type=int, default=3, help="runs per side and depth")
+    parser.add_argument("--train-size", type=int, default=2000)
+    parser.add_argument("--select", type=int, default=500, help="selection examples (from the train file)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dataset", default="sst2")
+    parser.add_argument("--data-dir", default=None, help=f"else ${data.DATA_DIR_ENV}")
+    parser.add_argument("--data-seed", type=int, default=0)
+    parser.add_argument("--no-cache", action="store_true", help="ours without --cache-frozen")
+    parser.add_argument("--sides", default="ours,trainer")
+    parser.add_argument("--out", default=None, help="results root (default benchmarks/results)")
+    args = parser.parse_args(argv)
+    import os
+
+    args.data_dir = args.data_dir or os.environ.get(data.DATA_DIR_ENV)
+    if not args.data_dir:
+        raise SystemExit(f"no data: pass --data-dir or set {data.DATA_DIR_ENV}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = split_data(args, Path(tmp))
+            sides = args.sides.split(",")
+            for rep in range(args.reps):
+                for depth in (int(d) for d in args.depths.split(",")):
+                    for side in sides if rep % 2 == 0 else sides[::-1]:  # alternate who goes first
+                        result = SIDES[side](args, depth, folder, Path(tmp) / f"{side}-{depth}-{rep}")
+                        rows.append({"side": side, "depth": depth, "rep": rep, **result})
+                        print(side, depth, rep, f"{result['wall_s']:.1f} s", flush=True)
+    finally:
+        torch.set_num_threads(threads)
+    folder = write_results("e2e", rows, report(rows, args), root=args.out)
+    print(f"wrote {folder / 'e2e.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
