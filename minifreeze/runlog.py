@@ -73,9 +73,8 @@ class RunLog:
     def __init__(self, cfg, out: Path, info, progress, total_steps: int, steps_per_epoch: int):
         self.cfg, self.every, self.out = cfg, cfg.log_every, Path(out)
         self.main, self.world_size = info.is_main, info.world_size
-        main = self.main
         self.total, self.per_epoch = total_steps, steps_per_epoch
-        show = cfg.progress and main
+        show = cfg.progress and self.main
         self.terminal = show and sys.stderr.isatty()
         self.lines = show and not self.terminal
         # smoothing=0: the rate is steps done / elapsed, and step() sets elapsed to training time only
@@ -83,17 +82,15 @@ class RunLog:
             total=total_steps, initial=progress.step, desc="train", disable=not self.terminal,
             dynamic_ncols=True, smoothing=0,
         )  # fmt: skip
-        self.started, self.first_step, self.seconds_before = (
-            clock(),
-            progress.step,
-            progress.train_seconds,
-        )
-        self.last_line, self.next_line_step = clock(), progress.step + self.line_steps()
+        self.started, self.last_line = clock(), clock()
+        self.first_step, self.seconds_before = progress.step, progress.train_seconds
+        self.next_line_step = progress.step + self.line_steps()
         self.window_start(progress)
         self.shown: dict = {}
         resumed_at = progress.step + 1 if cfg.resume else None
-        wanted = main and cfg.report_to == "tensorboard"
-        self.writer = tensorboard_writer(self.out / "tensorboard", resumed_at) if wanted else None
+        wanted = self.main and cfg.report_to == "tensorboard"
+        with disk_errors(self.out):  # SummaryWriter makes its folder now
+            self.writer = tensorboard_writer(self.out / "tensorboard", resumed_at) if wanted else None
 
     def banner(self, model, plan, device: torch.device, examples: tuple[int, int]) -> str:
         """The block a run prints once before its first step: what runs, where, on how much, how long."""
