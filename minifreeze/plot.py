@@ -106,10 +106,5 @@ def main(argv: list[str] | None = None) -> Path:
     return out
 
 
-def entry() -> None:
-    """The console script minifreeze-plot."""
-    cli.run(main)
-
-
 if __name__ == "__main__":
     cli.run(main)

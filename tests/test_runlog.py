@@ -380,3 +380,30 @@ def test_time_stamps_are_utc():
     stamp = runlog.now()
     parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     assert is_utc_timestamp(stamp) and abs(parsed.timestamp() - time.time()) < 5
+
+
+def test_a_non_finite_grad_norm_is_logged_as_null(tmp_path):
+    """An fp16 step that overflowed (and was skipped) has an infinite norm: JSON has no Infinity, so null."""
+    from minifreeze.distributed import Dist
+
+    log = runlog.RunLog(TrainConfig(log_every=1, progress=False), tmp_path, Dist(), Progress(), 10, 10)
+    progress = Progress()
+    progress.took_step(0, 1, 16, 0.1)
+    log.step(progress, 0.7, 1e-4, torch.tensor(float("inf")))
+    log.close()
+    [record] = records(tmp_path / runlog.TRAIN_LOG)
+    assert record["grad_norm"] is None and record["train_loss"] == pytest.approx(0.7)
+
+
+def test_plot_skips_a_line_a_kill_cut_short(tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed (the plot needs it)")
+    from minifreeze import plot
+
+    lines = [
+        '{"step": 2, "loss": 0.6, "train_loss": 0.7, "accuracy": 0.6}',
+        '{"step": 4, "loss": 0.5, "train_loss": 0.6, "accuracy": 0.7}',
+        '{"step": 6, "loss": 0.4, "tra',
+    ]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines))
+    assert [r["step"] for r in plot.read_records(tmp_path / "metrics.jsonl")] == [2, 4]
+    assert plot.main([str(tmp_path)]).read_bytes()[:4] == b"\x89PNG"
