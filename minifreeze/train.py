@@ -134,10 +134,15 @@ class TrainConfig:
     )
     progress: bool = cli.option(True, "show progress bars (without a terminal: a plain line now and then)")
     log_every: int = cli.option(
-        50, "write DIR/train_log.jsonl every N optimizer steps (0 = off)", aliases=("--logging-steps",)
+        50,
+        "every N optimizer steps, a line in DIR/train_log.jsonl: window-mean loss, lr, grad norm, samples/s "
+        "(docs/logging.md; 0 = off)",
+        aliases=("--logging-steps",),
     )
     report_to: str = cli.option(
-        "none", "also write the logged numbers to DIR/tensorboard/", choices=("none", "tensorboard")
+        "none",
+        "also write the train and validation numbers to DIR/tensorboard/ (needs the tensorboard package)",
+        choices=("none", "tensorboard"),
     )
     save: str = cli.option(
         "model",
