@@ -128,10 +128,11 @@ class RunFolder:
                 write_json(self.path / "config.json", config)
 
     def resumed_at(self, step: int) -> None:
-        """A resumed run redoes the steps after its checkpoint's `step`: the evaluations it logged there go."""
+        """A resumed run redoes the steps after its checkpoint's `step`: the lines it logged there go."""
         if self.active:
             with disk_errors(self.path):
-                trim_metrics(self.path / "metrics.jsonl", step)
+                for log in ("metrics.jsonl", "train_log.jsonl"):
+                    trim_metrics(self.path / log, step)
 
     def commit(self) -> None:
         """The run saved its first checkpoint: from now on DIR is its own, and the run it replaced goes."""

@@ -14,13 +14,17 @@ import json
 import math
 from pathlib import Path
 
-from . import cli
+from . import cli, runlog
 from .errors import MinifreezeError
 from .runtime import DEVICE
 
 # Flags a resumed run may change: how fast it goes and where it runs, not what it computes (a different
 # thread count or device can change the last bits of the floats, nothing more).
-RESUME_MAY_CHANGE = ("out", "resume", "progress", "threads", "device", "cache_dir", "cache_max_gb")
+# What it logs may change too (--log-every, --report-to).
+RESUME_MAY_CHANGE = (
+    *("out", "resume", "progress", "threads", "device", "cache_dir", "cache_max_gb"),
+    *("log_every", "report_to"),
+)
 
 
 def flag(name: str) -> str:
@@ -39,7 +43,7 @@ def check(cfg) -> None:
     """Refuse option values outside their range (a TrainConfig; raises MinifreezeError)."""
     for name in ("epochs", "max_steps", "batch_size", "grad_accum", "eval_batch_size", "threads"):
         at_least(cfg, name, 1)
-    for name in ("weight_decay", "max_grad_norm", "patience", "train_size", "cache_max_gb"):
+    for name in ("weight_decay", "max_grad_norm", "patience", "train_size", "cache_max_gb", "log_every"):
         at_least(cfg, name, 0)
     pair = " for a text pair" if cfg.text_pair_column else ""
     room = " ([CLS] a [SEP] b [SEP])" if pair else " (room for [CLS], one token and [SEP])"
@@ -52,6 +56,8 @@ def check(cfg) -> None:
         )
     if not DEVICE.fullmatch(cfg.device):
         raise MinifreezeError(f"--device {cfg.device}: use cpu, cuda, cuda:N, mps or auto")
+    if cfg.report_to == "tensorboard":
+        runlog.summary_writer_class()  # missing package: one line now, not after the data and model loaded
     steps_from(cfg.warmup, 1, 1, "warmup", minimum=0)
     eval_steps(cfg.eval_every, 1, 1)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import batching, cli, data, distributed, hub, pydata, run_options
+from . import batching, cli, data, distributed, hub, pydata, run_options, runlog
 from . import cache as frozen_cache
 from .delta import best_model_writer
 from .errors import MinifreezeError
@@ -134,9 +134,21 @@ class TrainConfig:
     resume: bool = cli.option(
         False,
         "continue the run in --out from its last checkpoint, with its saved options: only --progress, "
-        "--threads, --device, --cache-dir and --cache-max-gb may differ; a finished run is left as it is",
+        "--threads, --device, --cache-dir, --cache-max-gb, --log-every and --report-to may differ; a "
+        "finished run is left as it is",
     )
-    progress: bool = cli.option(True, "show progress bars")
+    progress: bool = cli.option(True, "show progress bars (without a terminal: a plain line now and then)")
+    log_every: int = cli.option(
+        50,
+        "every N optimizer steps, a line in DIR/train_log.jsonl: window-mean loss, lr, grad norm, samples/s "
+        "(docs/logging.md; 0 = off)",
+        aliases=("--logging-steps",),
+    )
+    report_to: str = cli.option(
+        "none",
+        "also write the train and validation numbers to DIR/tensorboard/ (needs the tensorboard package)",
+        choices=("none", "tensorboard"),
+    )
     save: str = cli.option(
         "model",
         "what to write of the best model: model (DIR/model, full Hub layout), delta (DIR/delta, only what "
@@ -285,13 +297,13 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
                 hidden, batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.labels
             )
 
-    evaluate = partial(validation_metrics, model, scorer, cache, eval_set, tokenizer.pad_id, cfg, device)
+    log = runlog.RunLog(cfg, out, info, progress, total_steps, steps_per_epoch)  # bars, logs, TensorBoard
+    evaluate = partial(validation_metrics, model, scorer, cache, eval_set, tokenizer.pad_id, cfg, device, log)
 
     # ---------------------------------------------------------------- loop
     model.train()
     stop = StopRequested()
-    show = cfg.progress and info.is_main
-    bar = tqdm(total=total_steps, initial=progress.step, desc="train", disable=not show, dynamic_ncols=True)
+    say(log.banner(model, plan, device, (len(train_set), len(eval_set))))
     best_metrics = None  # the best evaluation's metrics, once this process has seen it
     reason = progress.done_reason(total_steps, cfg.patience)  # a resumed run may have nothing left to do
     try:
@@ -312,8 +324,7 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
                 progress.real_tokens += batch.num_real_tokens
                 progress.padded_tokens += batch.num_padded_tokens
             scaler.unscale_(optimizer)
-            if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(trainable_params, cfg.max_grad_norm)
+            grad_norm = runlog.clip_gradients(trainable_params, cfg.max_grad_norm, log.due(progress.step + 1))
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
@@ -322,15 +333,14 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
             stop_now = distributed.any_flag(stop.signal is not None, info)
             progress.took_step(epoch, done, len(indices), time.perf_counter() - step_start)
             lr = scheduler.get_last_lr()[0]
-            bar.update(1)
-            speed = f"{progress.samples_per_second:.1f}"
-            bar.set_postfix(loss=f"{loss_sum:.4f}", lr=f"{lr:.2e}", samples_s=speed, epoch=epoch)
+            log.step(progress, loss_sum, lr, grad_norm)  # DIR/train_log.jsonl every --log-every steps
             if progress.step % eval_every == 0 or progress.step >= total_steps or stop_now:
                 result = evaluate(progress.step)
                 epochs = epoch + done / steps_per_epoch
                 record = {"step": progress.step, "epoch": epochs, "train_loss": loss_sum, "lr": lr, **result}
                 improved = log_and_save(folder, trained, progress, record, cfg.metric, save_best)
                 best_metrics = result if improved else best_metrics
+                log.evaluated(record)
                 saved_step = progress.step
                 say(evaluation_line(progress.step, result, improved))
             reason = progress.done_reason(total_steps, cfg.patience)
@@ -343,7 +353,7 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
     except OSError as err:  # the loop's only disk writes are to the run folder
         raise disk_error(out, err) from None
     finally:
-        bar.close()
+        log.close()
         stop.restore()
 
     # ---------------------------------------------------------------- summary
@@ -435,7 +445,7 @@ def epoch_batches(
 
 
 def validation_metrics(
-    model, scorer, cache, eval_set, pad_id: int, cfg: TrainConfig, device, step: int
+    model, scorer, cache, eval_set, pad_id: int, cfg: TrainConfig, device, log: runlog.RunLog, step: int
 ) -> dict:
     """The validation metrics at `step`, through the one suffix path without labels (`scorer`: the
     TrainablePart outside DDP, which only syncs gradients). A NaN or inf logit or loss raises
@@ -446,10 +456,11 @@ def validation_metrics(
         hidden = cache.hidden("validation", batch) if cache else None  # None: the whole encoder runs
         logits = scorer(hidden, batch.input_ids, batch.attention_mask, batch.token_type_ids)
         finite.append(bool(torch.isfinite(logits).all()))
+        tick()  # the eval bar
         return logits
 
     model.eval()
-    with autocast(cfg.amp, device):
+    with autocast(cfg.amp, device), log.evaluating(len(eval_set), cfg.eval_batch_size) as tick:
         result = evaluate_split(model, eval_set, pad_id, cfg.eval_batch_size, device, forward=forward)
     model.train()
     if not (all(finite) and math.isfinite(result["loss"])):
@@ -466,7 +477,7 @@ def log_and_save(
     improved = progress.evaluated(record[metric])
     if folder.active:
         with open(folder.path / "metrics.jsonl", "a") as log:
-            log.write(json.dumps(record) + "\n")
+            log.write(json.dumps({**record, "time": runlog.now()}) + "\n")
         if improved:
             save_best(trained[0])
         save_state(folder.path / "last", *trained, progress)

@@ -63,7 +63,9 @@ def test_predict_texts_file_and_stdin(trained, tmp_path, capsys, monkeypatch):
         predict.main(["--model", str(trained), "--file", str(texts)])
 
 
-@pytest.mark.parametrize("module", ["train", "evaluate", "predict", "inspect", "sweep", "cache", "export"])
+@pytest.mark.parametrize(
+    "module", ["train", "evaluate", "predict", "inspect", "sweep", "cache", "export", "plot"]
+)
 def test_help_shows_defaults(module):
     result = subprocess.run(
         [sys.executable, "-m", f"minifreeze.{module}", "--help"], capture_output=True, text=True, timeout=120

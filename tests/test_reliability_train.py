@@ -541,6 +541,8 @@ def test_sigkill_at_the_worst_moments_then_resume_is_bit_identical(
     resumed = main(["--out", str(out), "--resume", "--no-progress"])
     assert resumed["steps"] == 6
     assert steps_logged(out) == [3, 6]  # the step-6 evaluation is not logged twice
+    train_log = (out / "train_log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in train_log] == [6]  # nor its train_log line (window 4-6)
     assert_same_weights(out, finished)
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".lock"]
 
