@@ -70,7 +70,9 @@ def test_real_run():
     best = max(r["accuracy"] for r in records)
     assert m["accuracy"] == best  # the best evaluation is the one summary.json reports
     in_results_doc(f"Validation accuracy {per_epoch}")
-    in_results_doc(f"(F1 {m['f1']:.3f}, MCC {m['mcc']:.3f}; majority class {summary['majority_baseline']:.3f})")
+    in_results_doc(
+        f"(F1 {m['f1']:.3f}, MCC {m['mcc']:.3f}; majority class {summary['majority_baseline']:.3f})"
+    )
     in_results_doc(f"{summary['trainable_params'] / summary['total_params']:.1%} of the parameters train")
     in_results_doc(f"Wall time {summary['wall_seconds']:.0f} s")
 
