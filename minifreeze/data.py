@@ -594,9 +594,9 @@ def _label_value(part: _Part, row: int) -> int | str:
     if number is not None and float(number).is_integer():
         return int(number)
     if number is not None:
-        kind, fix = "a number with decimals", "for scores pass --problem-type regression"
+        kind, fix = "a number with decimals", "for scores train with --problem-type regression"
     elif isinstance(value, (list, tuple)) or (isinstance(value, str) and value.strip().startswith("[")):
-        kind, fix = "a list", "for several classes per example pass --problem-type multi_label"
+        kind, fix = "a list", "for several classes per example train with --problem-type multi_label"
     elif not isinstance(value, (str, bool)):
         kind, fix = f"a {type(value).__name__}", "use integer class ids 0..C-1 or string class names"
     else:

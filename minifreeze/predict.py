@@ -124,7 +124,7 @@ def predict(
     encoded = data.encode_split(split, tokenizer, max_length)
     logits = predict_logits(model, encoded, tokenizer.pad_id, batch_size, torch.device(device))
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    kind, threshold = problem.of(model), threshold or getattr(model, "task", {}).get("threshold") or 0.5
+    kind, threshold = problem.of(model), problem.threshold_of(model, threshold)
     results = []
     for i, row in enumerate(logits):
         if not torch.isfinite(row).all():

@@ -43,8 +43,18 @@ def resolve(name: str | None) -> str:
 
 
 def of(model) -> str:
-    """The problem a model was trained for: its task record, else its config.json's, else single-label."""
-    return resolve(getattr(model, "task", {}).get("problem_type") or model.config.raw.get("problem_type"))
+    """The problem a model was trained for: its task record, else its config.json's, else what transformers
+    infers without one (one output: regression; more: single-label, for integer labels)."""
+    recorded = getattr(model, "task", {}).get("problem_type") or model.config.raw.get("problem_type")
+    return resolve(recorded or (REGRESSION if model.config.num_labels == 1 else SINGLE))
+
+
+def threshold_of(model, given: float | None) -> float:
+    """Multi-label's threshold: the one given, else the model's (saved by training), else 0.5."""
+    threshold = given if given is not None else getattr(model, "task", {}).get("threshold") or 0.5
+    if not 0 < threshold < 1:
+        raise MinifreezeError(f"--threshold {threshold}: must be between 0 and 1 (a probability)")
+    return threshold
 
 
 def short(problem_type: str) -> str:
@@ -64,23 +74,18 @@ def selection_metric(problem_type: str, metric: str | None) -> str:
 
 
 def training_options(cfg) -> tuple[str, str]:
-    """(problem type, the metric that picks the best checkpoint) of a TrainConfig, its options checked."""
+    """(problem type, the metric that picks the best checkpoint) of a TrainConfig, its options checked:
+    class weights and label smoothing shape a cross-entropy, so the other losses refuse them."""
     problem_type = resolve(cfg.problem_type)
-    check_options(problem_type, cfg)
-    return problem_type, selection_metric(problem_type, cfg.metric)
-
-
-def check_options(problem_type: str, cfg) -> None:
-    """Class weights and label smoothing shape a cross-entropy: refuse them for the other losses."""
     if not 0 <= cfg.label_smoothing < 1:
         raise MinifreezeError(f"--label-smoothing {cfg.label_smoothing}: must be at least 0 and below 1")
-    if not 0 < cfg.threshold < 1:
-        raise MinifreezeError(f"--threshold {cfg.threshold}: must be between 0 and 1 (a probability)")
+    threshold_of(None, cfg.threshold)
     if problem_type != SINGLE and (cfg.class_weights or cfg.label_smoothing):
         raise MinifreezeError(
             f"--class-weights and --label-smoothing weigh a cross-entropy, which --problem-type "
             f"{short(problem_type)} does not use: drop them"
         )
+    return problem_type, selection_metric(problem_type, cfg.metric)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -57,7 +57,6 @@ def evaluate_split(
     logits = predict_logits(model, encoded, pad_id, batch_size, device, forward)
     seconds = time.perf_counter() - start
     labels = torch.tensor(encoded.labels)
-    threshold = threshold if threshold is not None else getattr(model, "task", {}).get("threshold") or 0.5
-    result = problem.metrics(problem.of(model), logits, labels, threshold)
+    result = problem.metrics(problem.of(model), logits, labels, problem.threshold_of(model, threshold))
     result["samples_per_second"] = len(labels) / max(seconds, 1e-9)
     return result

@@ -17,7 +17,7 @@ from minifreeze import cli, evaluate, predict, problem
 from minifreeze.data import load_dataset, load_split
 from minifreeze.errors import MinifreezeError
 from minifreeze.resume import Progress
-from minifreeze.sweep import SweepOptions, make_grid
+from minifreeze.sweep import SweepOptions, make_grid, run_sweep
 from minifreeze.train import main as train_main
 
 
@@ -384,3 +384,38 @@ def test_the_sweep_forwards_pairs_and_the_problem_type(toy_model, toy_data, tmp_
     assert {(c.text_pair_column, c.problem_type, c.label_column, c.threshold) for c in grid} == {
         ("second", "multi_label", "a,b", 0.3)
     }
+
+
+def test_a_regression_sweep_tables_its_own_metrics(toy_model, tmp_path):
+    for split, seed in (("train", 1), ("validation", 2)):
+        lines = "".join(f"{t}\t{y:.3f}\n" for t, y in scored_rows(32, seed))
+        write(tmp_path / "data" / "toy" / f"{split}.tsv", "sentence\tscore\n" + lines)
+    argv = ["--model", str(toy_model), "--dataset", "toy", "--data-dir", str(tmp_path / "data"), "--out",
+            str(tmp_path / "sweep"), "--problem-type", "regression", "--label-column", "score", "--freeze", "1",
+            "--train-sizes", "32", "--seeds", "1", "--epochs", "1", "--no-progress", "--max-length", "24"]  # fmt: skip
+    (row,) = run_sweep(cli.parse(SweepOptions, argv, "s", "t"))
+    assert row["status"] == "ok" and row["metric"] == "pearson" and row["max_spearman"] == row["spearman"]
+    header = (tmp_path / "sweep" / "runs.csv").read_text().splitlines()[0].split(",")
+    assert {"pearson", "spearman", "mse", "max_spearman"} <= set(header)
+    summary = (tmp_path / "sweep" / "summary.md").read_text()
+    assert "chosen by validation pearson" in summary and "### spearman" in summary
+
+
+def test_a_model_without_a_recorded_type_is_read_as_transformers_reads_it(tmp_path):
+    from minifreeze.model import random_model
+
+    one_output = random_model(_tiny_config().with_labels(1))
+    assert (
+        problem.of(one_output) == problem.REGRESSION
+        and problem.of(random_model(_tiny_config())) == problem.SINGLE
+    )
+    one_output.save_pretrained(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["problem_type"] == "regression"
+
+
+def test_a_threshold_that_is_no_probability_is_one_line(toy_model, capsys):
+    with pytest.raises(SystemExit):
+        cli.run(predict.main, ["--model", str(toy_model), "a movie", "--threshold", "1.5"])
+    assert (
+        capsys.readouterr().err.strip() == "error: --threshold 1.5: must be between 0 and 1 (a probability)"
+    )

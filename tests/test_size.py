@@ -53,7 +53,7 @@ BUDGETS = {
     # 620 since issue 22's tasks: the problem type passed through, several 0/1 label columns, strata
     "minifreeze/data.py": 620,
     # issue 22: single-label, regression and multi-label in one place (labels, loss, metrics, predict)
-    "minifreeze/problem.py": 290,
+    "minifreeze/problem.py": 300,
     # split out of data.py in round 3, when TSV quoting, whole-split evaluation and the label checks
     # (regression/multi-label refused, class ids without gaps) took data.py to 720 lines.
     "minifreeze/readers.py": 200,

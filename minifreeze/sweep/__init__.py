@@ -235,8 +235,8 @@ def run_sweep(opts, train_fn: Callable[[train.TrainConfig], dict] = train.train)
     opts = dataclasses.replace(opts, metric=problem.selection_metric(kind, opts.metric))
     default = kind != problem.SINGLE and opts.report == SweepConfig.report
     reported = [m.strip() for m in opts.report.split(",") if m.strip()] if not default else []
-    reported = reported or [m for m in problem.SUMMARY[kind] if m != opts.metric][:2]
     allowed = [m for m in problem.SUMMARY[kind] if m in HIGHER_IS_BETTER]  # the tables and plots take these
+    reported = reported or [m for m in allowed if m != opts.metric][:2]
     if opts.metric not in allowed or not set(reported) <= set(allowed):
         raise MinifreezeError(f"--metric/--report: use metrics from {', '.join(allowed)}")
     root = Path(opts.out)
