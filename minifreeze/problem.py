@@ -32,6 +32,7 @@ SUMMARY = {
 }
 SELECTABLE = {**SUMMARY, SINGLE: (*SUMMARY[SINGLE], "f1_macro")}  # what --metric may name
 LOWER_IS_BETTER = ("loss", "mse")
+BASELINE = {SINGLE: "majority baseline", REGRESSION: "mean baseline mse", MULTI: "majority set baseline"}
 
 
 def resolve(name: str | None) -> str:

@@ -220,7 +220,7 @@ def _train(cfg: TrainConfig, stack: ExitStack) -> dict:
     baseline = problem.baseline(kind, train_split.labels, dataset.validation.labels)
     say(
         f"data: {dataset.name}: {len(train_set):,} train / {len(eval_set):,} validation examples, "
-        f"{dataset.num_labels} labels (majority baseline {baseline:.3f})"
+        f"{dataset.num_labels} labels ({problem.BASELINE[kind]} {baseline:.3f})"
     )
 
     # ---------------------------------------------------------------- model
@@ -520,7 +520,7 @@ def print_closing_table(summary: dict, out: Path) -> None:
     rows = [
         ("best " + summary["metric"], f"{summary['best_metric']:.4f} (step {summary['best_step']})"),
         *((name, f"{value:.4f}") for name, value in summary["metrics"].items()),
-        ("majority baseline", f"{summary['majority_baseline']:.4f}"),
+        (problem.BASELINE[summary["problem_type"]], f"{summary['majority_baseline']:.4f}"),
         ("trainable params", f"{summary['trainable_params']:,} of {summary['total_params']:,}"),
         ("train samples/s", f"{summary['train_samples_per_second']:.1f}"),
         ("real-token fraction", f"{summary['real_token_fraction']:.2f}"),

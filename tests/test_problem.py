@@ -120,6 +120,10 @@ def test_multi_label_training_classes_and_refusals(tmp_path):
     assert message.startswith(f"{cells}, line 3: label column 'a,b' holds ('1', 'yes')")
     missing = one_line(load_dataset, cells, label_column="a,c", problem_type=problem.MULTI)
     assert "no label column 'c' (columns found: text, a, b)" in missing
+    mixed = jsonl(tmp_path / "m.jsonl", [{"text": "x", "labels": [0]}, {"text": "y", "labels": ["art"]}])
+    assert "labels mix class ids and names" in one_line(load_dataset, mixed, problem_type=problem.MULTI)
+    empty = jsonl(tmp_path / "e.jsonl", [{"text": "x", "labels": []}, {"text": "y", "labels": []}])
+    assert "no training example has a label" in one_line(load_dataset, empty, problem_type=problem.MULTI)
 
 
 def test_problem_type_names_and_options_are_checked():
