@@ -420,7 +420,7 @@ def _build_dataset(
     name: str,
     split_seed: int,
     validation_fraction: float,
-    problem_type: str,
+    problem_type: str = problem.SINGLE,  # a default: pydata.py calls this too
 ) -> Dataset:
     parts = {
         split: [_extract(t, columns) for t in ts]
