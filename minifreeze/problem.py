@@ -350,13 +350,21 @@ def _label_set(part, row: int, columns: list[str]) -> list[Any]:
         value = [value]
     if isinstance(value, list) and all(isinstance(v, (int, str)) and not isinstance(v, bool) for v in value):
         labels = [int(v) if isinstance(v, str) and v.isdigit() else v for v in value]  # "0,2" (TSV): ids
-        if len(set(labels)) == len(labels):
+        scores = [v for v in labels if isinstance(v, str) and _is_number(v)]  # "3.8": a score, not a class
+        if len(set(labels)) == len(labels) and not scores:
             return labels
     raise MinifreezeError(
         f"{part.table.where(row)}: label column {part.label_column!r} holds {part.labels[row]!r}; --problem-type "
         'multi_label needs each class once per example: a JSON list (["a", "b"] or [0, 2]), "a,b" text, or '
         "several 0/1 columns (--label-column a,b,c)"
     )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def _flag(value: Any) -> bool | None:

@@ -122,6 +122,10 @@ def test_multi_label_training_classes_and_refusals(tmp_path):
     assert "no label column 'c' (columns found: text, a, b)" in missing
     mixed = jsonl(tmp_path / "m.jsonl", [{"text": "x", "labels": [0]}, {"text": "y", "labels": ["art"]}])
     assert "labels mix class ids and names" in one_line(load_dataset, mixed, problem_type=problem.MULTI)
+    scores = write(tmp_path / "s.tsv", "text\tlabel\nx\t3.8\ny\t1\n")  # STS-B given as multi-label
+    assert "holds '3.8'; --problem-type multi_label needs" in one_line(
+        load_dataset, scores, problem_type=problem.MULTI
+    )
     empty = jsonl(tmp_path / "e.jsonl", [{"text": "x", "labels": []}, {"text": "y", "labels": []}])
     assert "no training example has a label" in one_line(load_dataset, empty, problem_type=problem.MULTI)
 
