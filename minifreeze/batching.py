@@ -26,7 +26,7 @@ class Batch:
     input_ids: torch.Tensor  # [B, T] int64
     attention_mask: torch.Tensor  # [B, T] int64, 1 for real tokens
     token_type_ids: torch.Tensor | None  # [B, T] int64
-    labels: torch.Tensor  # [B] int64
+    labels: torch.Tensor  # [B] int64 class ids; [B] float scores (regression); [B, C] 0/1 (multi-label)
     index: torch.Tensor  # [B] int64, positions of the examples in their EncodedSplit
     num_real_tokens: int
     num_padded_tokens: int
@@ -79,7 +79,10 @@ def collate(
         input_ids=torch.from_numpy(ids),
         attention_mask=torch.from_numpy(mask),
         token_type_ids=None if types is None else torch.from_numpy(types),
-        labels=torch.tensor([encoded.labels[i] for i in indices], dtype=torch.long),
+        labels=torch.tensor(
+            [encoded.labels[i] for i in indices],
+            dtype=torch.long if isinstance(encoded.labels[indices[0]], int) else torch.float32,
+        ),
         index=torch.tensor(list(indices), dtype=torch.long),
         num_real_tokens=real,
         num_padded_tokens=ids.size,

@@ -20,6 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from . import problem
 from .config import MEAN_POOLED_TYPE, TOKENIZER_FILES, EncoderConfig
 from .errors import MinifreezeError
 from .runtime import write_json
@@ -248,6 +249,7 @@ def hub_config(model: torch.nn.Module) -> dict:
         num_labels=cfg.num_labels,
         id2label={str(i): label for i, label in cfg.id2label.items()},
         label2id={label: i for i, label in cfg.id2label.items()},
+        problem_type=problem.of(model),  # so transformers computes the same kind of loss
     )
     raw.pop("_name_or_path", None)
     block = {**getattr(model, "task", {}), "pooling": model.pooling}

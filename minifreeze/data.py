@@ -14,9 +14,9 @@ Choices worth knowing:
   files of a split, whole, and needs no train file.
 - Labels: integers are class ids and must be 0..C-1 with every id present in train (a stray 7 in a 0/1
   file is a typo, not an 8-class task); whole-number floats (`1.0`) count as integers. Strings are class
-  names, numbered in sorted order. Train needs two classes. Decimals (regression) and lists
-  (multi-label) are refused: not supported yet. A validation/test label never seen in training is an
-  error, not a new class.
+  names, numbered in sorted order. Train needs two classes. Decimals and lists are refused, naming
+  `--problem-type regression` / `multi_label`, whose labels `problem.py` reads (docs/tasks.md). A
+  validation/test label never seen in training is an error, not a new class.
 - A test split without labels (a missing label column, or every label -1 as in GLUE) is dropped.
 - `amazon_polarity` uses `content` as the text and ignores `title` (pass `text_pair_column="title"`
   to feed it as the second segment).
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import hub
+from . import hub, problem
 from .errors import MinifreezeError
 from .readers import EXTENSIONS, Table, extension, read_file, read_parquet
 
@@ -118,6 +118,7 @@ def load_dataset(
     split_seed: int = 0,
     validation_fraction: float = 0.2,
     validation_split: str | None = None,
+    problem_type: str = problem.SINGLE,
 ) -> Dataset:
     """Load a named dataset, a Hub dataset id (`org/name`, `org/name:config`) or a local file/folder.
 
@@ -145,7 +146,9 @@ def load_dataset(
     if validation is not None:
         tables["validation"] = found.splits[validation]
     names = NAMED_DATASETS[found.name].names if found.name in NAMED_DATASETS else None
-    return _build_dataset(tables, found.columns, names, found.name, split_seed, validation_fraction)
+    return _build_dataset(
+        tables, found.columns, names, found.name, split_seed, validation_fraction, problem_type
+    )
 
 
 def load_split(
@@ -159,6 +162,7 @@ def load_split(
     text_pair_column: str | None = None,
     revision: str | None = None,
     validation_split: str | None = None,
+    problem_type: str = problem.SINGLE,
 ) -> tuple[str, Split]:
     """(its name, the split) for scoring a model whose classes are `id2label`: never a held-out part.
 
@@ -181,7 +185,10 @@ def load_split(
         if chosen is None:
             raise found.missing(wanted, "--validation-split" if wanted == validation_split else "--split")
         tables, columns = found.splits[chosen], found.columns
-    return chosen, _to_split([_extract(t, columns) for t in tables], _model_label_encoder(id2label))
+    parts = [_extract(t, columns) for t in tables]
+    if problem_type != problem.SINGLE:
+        return chosen, _to_split(parts, problem.label_encoder(problem_type, parts, id2label)[0])
+    return chosen, _to_split(parts, _model_label_encoder(id2label))
 
 
 @dataclass
@@ -413,13 +420,17 @@ def _build_dataset(
     name: str,
     split_seed: int,
     validation_fraction: float,
+    problem_type: str = problem.SINGLE,  # a default: pydata.py calls this too
 ) -> Dataset:
     parts = {
         split: [_extract(t, columns) for t in ts]
         for split, ts in tables.items()
         if not _unlabeled_test(split, ts, columns)
     }
-    encode, id2label = _label_encoder(parts["train"], names)
+    if problem_type == problem.SINGLE:
+        encode, id2label = _label_encoder(parts["train"], names)
+    else:
+        encode, id2label = problem.label_encoder(problem_type, parts["train"])
     splits = {split: _to_split(ps, encode) for split, ps in parts.items()}
     if "validation" not in splits:
         splits["train"], splits["validation"] = _hold_out(splits["train"], validation_fraction, split_seed)
@@ -444,14 +455,20 @@ def _extract(table: Table, columns: _Columns) -> _Part:
             f"{table.source} has no examples: add rows below the header (or remove the file)"
         )
     text = _column(table, columns.text, TEXT_COLUMNS, "text", "--text-column")
-    label = _column(table, columns.label, LABEL_COLUMNS, "label", "--label-column")
     texts = _texts(table, text)
-    pairs = (
-        _texts(table, _column(table, columns.pair, (), "text pair", "--text-pair-column"))
-        if columns.pair
-        else None
-    )
-    return _Part(table, texts, pairs, table.read(label), label)
+    if columns.label and "," in columns.label:  # several 0/1 columns (multi-label): a tuple per row
+        for name in columns.label.split(","):
+            _column(table, name, (), "label", "--label-column")
+        labels = list(zip(*(table.read(name) for name in columns.label.split(","))))
+        return _Part(table, texts, _pairs(table, columns), labels, columns.label)
+    label = _column(table, columns.label, LABEL_COLUMNS, "label", "--label-column")
+    return _Part(table, texts, _pairs(table, columns), table.read(label), label)
+
+
+def _pairs(table: Table, columns: _Columns) -> list[str] | None:
+    if not columns.pair:
+        return None
+    return _texts(table, _column(table, columns.pair, (), "text pair", "--text-pair-column"))
 
 
 def _column(table: Table, given: str | None, candidates: Sequence[str], role: str, option: str) -> str:
@@ -577,16 +594,16 @@ def _label_value(part: _Part, row: int) -> int | str:
     if number is not None and float(number).is_integer():
         return int(number)
     if number is not None:
-        kind = "a number with decimals (regression)"
+        kind, fix = "a number with decimals", "for scores train with --problem-type regression"
     elif isinstance(value, (list, tuple)) or (isinstance(value, str) and value.strip().startswith("[")):
-        kind = "a list (multi-label)"
+        kind, fix = "a list", "for several classes per example train with --problem-type multi_label"
     elif not isinstance(value, (str, bool)):
-        kind = f"a {type(value).__name__}"
+        kind, fix = f"a {type(value).__name__}", "use integer class ids 0..C-1 or string class names"
     else:
         return str(value).strip()
     raise MinifreezeError(
-        f"{part.table.where(row)}: label column {part.label_column!r} holds {value!r}, {kind}; supported are "
-        "integer class ids 0..C-1 or string class names (regression and multi-label are not supported yet)"
+        f"{part.table.where(row)}: label column {part.label_column!r} holds {value!r}, {kind}; single-label "
+        f"classification needs integer class ids 0..C-1 or string class names: {fix}"
     )
 
 
@@ -654,7 +671,7 @@ def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> tuple
     """
     if not 0 < fraction < 1:
         raise MinifreezeError(f"validation fraction must be between 0 and 1, got {fraction}")
-    labels = np.asarray(labels)
+    labels = _strata(labels)
     rng = np.random.default_rng(seed)
     held: list[np.ndarray] = []
     for label in np.unique(labels):
@@ -685,6 +702,7 @@ def stratified_subset(labels: Sequence[int], n: int, seed: int = 0) -> list[int]
     labels = np.asarray(labels)
     if not 1 <= n <= len(labels):
         raise MinifreezeError(f"train size {n} must be between 1 and the {len(labels)} training examples")
+    labels = _strata(labels)
     rng = np.random.default_rng(seed)
     order, due, classes = [], [], []
     for label in np.unique(labels):
@@ -694,6 +712,12 @@ def stratified_subset(labels: Sequence[int], n: int, seed: int = 0) -> list[int]
         classes.append(np.full(len(members), label))
     ranked = np.lexsort((np.concatenate(classes), np.concatenate(due)))
     return np.sort(np.concatenate(order)[ranked[:n]]).tolist()
+
+
+def _strata(labels: Sequence) -> np.ndarray:
+    """Class ids stratify; scores (regression) and label sets (multi-label) form one stratum: a seeded shuffle."""
+    ids = len(labels) == 0 or isinstance(labels[0], (int, np.integer))
+    return np.asarray(labels) if ids else np.zeros(len(labels), dtype=int)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Evaluate a saved model on a dataset split: `python -m minifreeze.evaluate --model DIR --dataset D`.
 
-Prints one JSON object: accuracy, f1, mcc, loss, samples/s, the confusion matrix, `examples` and the
-split's real name and source. What is scored is always whole: a file given as --dataset is all of it; a
+Prints one JSON object: the metrics of the model's problem type (single-label: accuracy, f1, f1_macro,
+mcc, loss, the confusion matrix and `per_class` precision/recall/f1/support; regression: pearson,
+spearman, mse; multi-label: f1_micro, f1_macro, exact_match, `per_class`; docs/tasks.md), samples/s,
+`examples` and the split's real name and source. What is scored is always whole: a file given as --dataset is all of it; a
 folder or named dataset gives its --split file(s), never a held-out part of train (a training run's own
 held-out score is in its summary.json). Labels map to the model's classes, so no train file is needed.
 The scoring itself (`scoring.evaluate_split`) is shared with the training loop.
@@ -13,7 +15,7 @@ import json
 from contextlib import nullcontext
 from dataclasses import dataclass
 
-from . import cli, data
+from . import cli, data, problem
 from .errors import MinifreezeError
 from .scoring import evaluate_split, predict_logits  # noqa: F401 - also importable from here, as before
 
@@ -38,6 +40,9 @@ class EvaluateConfig:
     label_column: str | None = cli.option(None, "label column (unset: as trained, else auto)")
     max_length: int | None = cli.option(
         None, "truncate texts to this many tokens (unset: as trained, else 128)"
+    )
+    threshold: float | None = cli.option(
+        None, "multi-label: probability above which a class is predicted (unset: as trained)"
     )
     batch_size: int = cli.option(64, "examples per batch")
     amp: str = cli.option("off", "autocast dtype", choices=("off", "bf16", "fp16"))
@@ -67,19 +72,25 @@ def main(argv: list[str] | None = None) -> dict:
         label_column=cfg.label_column,
         text_pair_column=cfg.text_pair_column,
         validation_split=cfg.validation_split,
+        problem_type=problem.of(model),
     )
     check_pairs(model, split.pairs is not None, "name the second text's column with --text-pair-column")
     tokenizer = load_tokenizer(cfg.model)
     encoded = data.encode_split(split, tokenizer, cfg.max_length)
     with autocast(cfg.amp, device) if cfg.amp != "off" else nullcontext():
-        result = evaluate_split(model, encoded, tokenizer.pad_id, cfg.batch_size, device)
+        result = evaluate_split(
+            model, encoded, tokenizer.pad_id, cfg.batch_size, device, threshold=cfg.threshold
+        )
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     result = {
         "model": cfg.model,
         "dataset": cfg.dataset,
         "split": name,
         "source": split.source,
+        "problem_type": problem.of(model),
         **result,
-        "labels": [model.config.id2label[i] for i in range(model.config.num_labels)],
+        "per_class": problem.per_class(result, names),
+        "labels": names,
     }
     print(json.dumps(result))
     return result

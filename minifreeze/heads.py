@@ -6,6 +6,8 @@ lives here, not in the encoder: for freezing it belongs with the head (`top:K` t
 
 `loss()` is what the training loop calls; only the mean head overrides it, to use the fused
 masked-mean + linear + cross-entropy op from kernels/ (never materialising the pooled vectors' graph).
+Another loss (regression, multi-label, class weights, label smoothing: `problem.criterion`) is set as
+the head's `criterion`, and then the plain path computes it (the fused op knows only plain cross-entropy).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from .config import EncoderConfig
 
 
 class Head(nn.Module):
+    criterion = None  # loss(logits, labels) instead of plain cross-entropy (problem.py); None: plain
+
     def pooled_logits(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
@@ -27,8 +31,10 @@ class Head(nn.Module):
     def loss(
         self, hidden: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean cross-entropy, logits); labels equal to -100 are ignored."""
+        """(mean cross-entropy or the `criterion`, logits); labels equal to -100 are ignored."""
         logits = self(hidden, attention_mask)
+        if self.criterion is not None:
+            return self.criterion(logits, labels), logits
         return F.cross_entropy(logits.float(), labels, ignore_index=-100), logits
 
 
@@ -99,7 +105,7 @@ class MeanHead(Head):
 
     def loss(self, hidden, attention_mask, labels):
         dropout_active = self.training and self.dropout.p > 0
-        if self.fused == "off" or dropout_active or attention_mask is None:
+        if self.fused == "off" or dropout_active or attention_mask is None or self.criterion is not None:
             return super().loss(hidden, attention_mask, labels)
         from .ops import masked_mean_cross_entropy
 

@@ -2,14 +2,14 @@
 
 Texts come from the arguments (with `--pair` for a model trained on text pairs), from `--file` (plain
 text, one per line; or a .tsv/.csv/.jsonl table), or from standard input; each gets one JSON line with the
-predicted label and every label's probability, in input order. Unset options (max length, columns) take
+predicted label and every label's probability, in input order (regression: a score; multi-label: the
+labels over the threshold and every label's probability; docs/tasks.md). Unset options (max length, columns) take
 the values the model was trained with, which training saves in its config.json.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +44,9 @@ class PredictConfig:
     )
     max_length: int | None = cli.option(
         None, "truncate texts to this many tokens (unset: as trained, else 128)"
+    )
+    threshold: float | None = cli.option(
+        None, "multi-label: probability above which a class is predicted (unset: as trained)"
     )
     batch_size: int = cli.option(64, "texts per batch")
     device: str = cli.option("auto", "cpu, cuda, or auto")
@@ -108,10 +111,13 @@ def predict(
     batch_size: int = 64,
     device: torch.device | str = "cpu",
     pairs: list[str] | None = None,
+    threshold: float | None = None,
 ) -> list[dict]:
-    """One dict per text (a bare string is one text): label, label id, and the probability of every label.
+    """One dict per text (a bare string is one text): label, label id, and the probability of every label
+    (regression: the score; multi-label: the labels over `threshold` and every label's probability).
 
-    `max_length` defaults to what the model was trained with (else 128)."""
+    `max_length` and `threshold` default to what the model was trained with (else 128 and 0.5)."""
+    from . import problem
     from .scoring import predict_logits
     from .task import DEFAULT_MAX_LENGTH
 
@@ -120,24 +126,17 @@ def predict(
     texts = [texts] if isinstance(texts, str) else list(texts)
     split = data.Split(texts=texts, labels=[0] * len(texts), pairs=pairs)
     encoded = data.encode_split(split, tokenizer, max_length)
-    probs = predict_logits(model, encoded, tokenizer.pad_id, batch_size, torch.device(device)).softmax(-1)
+    logits = predict_logits(model, encoded, tokenizer.pad_id, batch_size, torch.device(device))
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    kind, threshold = problem.of(model), problem.threshold_of(model, threshold)
     results = []
-    for i, row in enumerate(probs.tolist()):
-        if not all(math.isfinite(p) for p in row):
+    for i, row in enumerate(logits):
+        if not torch.isfinite(row).all():
             raise MinifreezeError(
                 f"the model scores text {i + 1} as NaN/inf: its weights are broken (or overflow in this dtype)"
             )
-        best = max(range(len(row)), key=row.__getitem__)
-        results.append(
-            {
-                "text": texts[i],
-                **({"text_pair": pairs[i]} if pairs is not None else {}),
-                "label": names[best],
-                "label_id": best,
-                "probabilities": {name: round(p, 6) for name, p in zip(names, row)},
-            }
-        )
+        pair = {"text_pair": pairs[i]} if pairs is not None else {}
+        results.append({"text": texts[i], **pair, **problem.prediction(kind, row, names, threshold)})
     return results
 
 
@@ -175,7 +174,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
             model, pairs is not None, "give each text its pair with --pair, or a --file table with both"
         )
         tokenizer = load_tokenizer(name)
-        found = predict(model, tokenizer, texts, task_cfg.max_length, cfg.batch_size, device, pairs)
+        found = predict(
+            model, tokenizer, texts, task_cfg.max_length, cfg.batch_size, device, pairs, cfg.threshold
+        )
         for result in found:
             result = result if len(names) == 1 else {"model": name, **result}
             print(json.dumps(result, ensure_ascii=False, allow_nan=False))

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import data
+from . import data, problem
 from .errors import MinifreezeError
 from .readers import Table
 
@@ -72,6 +72,7 @@ def dataset(cfg, train_data: Any = None, eval_data: Any = None) -> data.Dataset 
         NAME,
         cfg.data_seed,
         validation_fraction=0.2,
+        problem_type=problem.resolve(cfg.problem_type),
     )
 
 

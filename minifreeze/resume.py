@@ -50,10 +50,10 @@ class Progress:
         self.train_examples += examples
         self.train_seconds += seconds
 
-    def evaluated(self, value: float) -> bool:
+    def evaluated(self, value: float, lower_is_better: bool = False) -> bool:
         """Count an evaluation of --metric; True (it is the new best) when it beats every earlier one."""
         self.evals += 1
-        improved = self.best is None or value > self.best
+        improved = self.best is None or (value < self.best if lower_is_better else value > self.best)
         if improved:
             self.best, self.best_step, self.since_best = value, self.step, 0
         else:

@@ -11,10 +11,8 @@ import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
-from . import batching, data
-from .metrics import classification_metrics
+from . import batching, data, problem
 
 
 @torch.no_grad()
@@ -51,12 +49,14 @@ def evaluate_split(
     batch_size: int,
     device: torch.device,
     forward: Callable[[batching.Batch], torch.Tensor] | None = None,
+    threshold: float | None = None,
 ) -> dict:
+    """The metrics of the model's problem type (problem.py); multi-label's `threshold` defaults to the
+    model's own (`model.task`), else 0.5."""
     start = time.perf_counter()
     logits = predict_logits(model, encoded, pad_id, batch_size, device, forward)
     seconds = time.perf_counter() - start
     labels = torch.tensor(encoded.labels)
-    result = classification_metrics(labels, logits.argmax(-1), logits.shape[-1])
-    result["loss"] = float(F.cross_entropy(logits, labels))
+    result = problem.metrics(problem.of(model), logits, labels, problem.threshold_of(model, threshold))
     result["samples_per_second"] = len(labels) / max(seconds, 1e-9)
     return result

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 
+from . import problem
 from .errors import MinifreezeError
 
 # Options that say how a model reads its input (fields of TrainConfig, EvaluateConfig and PredictConfig).
-TASK_OPTIONS = ("max_length", "text_column", "text_pair_column", "label_column")
+TASK_OPTIONS = ("max_length", "text_column", "text_pair_column", "label_column", "problem_type", "threshold")
 TASK_KEYS = (*TASK_OPTIONS, "dataset", "pairs")
 DEFAULT_MAX_LENGTH = 128
 
@@ -26,6 +27,7 @@ def task_record(cfg, dataset, tokenizer) -> dict:
         max_length=tokenizer.capped_length(cfg.max_length),
         dataset=dataset.name,
         pairs=dataset.train.pairs is not None,
+        problem_type=problem.resolve(cfg.problem_type),  # transformers' name, also config.json's problem_type
     )
     return record
 

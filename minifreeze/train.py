@@ -24,12 +24,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import batching, cli, data, distributed, hub, pydata, run_options, runlog
+from . import batching, cli, data, distributed, hub, problem, pydata, run_options, runlog
 from . import cache as frozen_cache
 from .delta import best_model_writer
 from .errors import MinifreezeError
 from .freezing import freeze
-from .metrics import METRICS, majority_baseline
 from .model import TrainablePart, load_model
 from .optim import make_optimizer, make_scheduler
 from .resume import Progress, load_state, save_state
@@ -53,7 +52,22 @@ class TrainConfig:
     )
     text_column: str | None = cli.option(None, "text column (default: sentence/text/content/review)")
     text_pair_column: str | None = cli.option(None, "second text column, for pair tasks")
-    label_column: str | None = cli.option(None, "label column (default: label)")
+    label_column: str | None = cli.option(
+        None, "label column (default: label); multi-label also takes several 0/1 columns: a,b,c"
+    )
+    problem_type: str = cli.option(
+        problem.SINGLE,
+        "what a label is (docs/tasks.md): one class (cross-entropy), a number (regression: MSE on one "
+        "output) or a set of classes (multi_label: BCE per class); transformers' names also accepted",
+        choices=problem.CHOICES,
+    )
+    threshold: float = cli.option(0.5, "multi-label: a class is predicted when its probability is above this")
+    class_weights: str | None = cli.option(
+        None,
+        "single-label: weigh the cross-entropy per class: auto (w_c = N / (C * n_c), inverse class "
+        "frequency, mean weight 1 per training example) or w1,w2,... in class-id order",
+    )
+    label_smoothing: float = cli.option(0.0, "single-label: cross-entropy label smoothing, 0 <= F < 1")
     validation_split: str | None = cli.option(
         None, "split to evaluate on when the data has several, e.g. validation_matched (default: validation)"
     )
@@ -103,7 +117,11 @@ class TrainConfig:
         aliases=("--eval-steps",),
     )
     eval_batch_size: int = cli.option(64, "examples per evaluation batch")
-    metric: str = cli.option("accuracy", "metric that picks the best model", choices=METRICS)
+    metric: str | None = cli.option(
+        None,
+        "metric that picks the best model (default: accuracy; regression pearson, multi-label f1_micro): "
+        "also f1, mcc, f1_macro, spearman, mse, exact_match, or loss (lowest wins, as for mse)",
+    )
     patience: int = cli.option(0, "stop after this many evaluations without improvement (0 = never)")
     amp: str = cli.option(
         "off",
@@ -203,6 +221,7 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
     # ---------------------------------------------------------------- options, device, run folder, seeds
     # Nothing is written before data, model and freeze plan have loaded: a typo costs no old run.
     run_options.check(cfg)
+    kind, metric = problem.training_options(cfg)  # --problem-type and what picks the best checkpoint
     info, device_name = distributed.setup(cfg.device)  # one process, or one of torchrun's ranks
     device = pick_device(device_name)
     autocast(cfg.amp, device)  # refuses --amp fp16 on CPU now rather than at the first step
@@ -219,10 +238,10 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
     max_length = tokenizer.capped_length(cfg.max_length)  # longer would index past the positions (warns)
     train_set = data.encode_split(train_split, tokenizer, max_length)
     eval_set = data.encode_split(dataset.validation, tokenizer, max_length)
-    baseline = majority_baseline(train_split.labels, dataset.validation.labels)
+    baseline = problem.baseline(kind, train_split.labels, dataset.validation.labels)
     say(
         f"data: {dataset.name}: {len(train_set):,} train / {len(eval_set):,} validation examples, "
-        f"{dataset.num_labels} labels (majority baseline {baseline:.3f})"
+        f"{dataset.num_labels} labels ({problem.BASELINE[kind]} {baseline:.3f})"
     )
 
     # ---------------------------------------------------------------- model
@@ -240,6 +259,7 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
         )
     model.to(device)
     model.task = task_record(cfg, dataset, tokenizer)  # saved with the model; predict and evaluate read it
+    model.head.criterion = problem.training_loss(kind, cfg, train_split.labels, dataset.id2label)
 
     # ---------------------------------------------------------------- freeze plan
     plan = freeze(model, cfg.freeze, frozen_dropout=cfg.frozen_dropout, seed=cfg.seed)
@@ -338,11 +358,11 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
                 result = evaluate(progress.step)
                 epochs = epoch + done / steps_per_epoch
                 record = {"step": progress.step, "epoch": epochs, "train_loss": loss_sum, "lr": lr, **result}
-                improved = log_and_save(folder, trained, progress, record, cfg.metric, save_best)
+                improved = log_and_save(folder, trained, progress, record, metric, save_best)
                 best_metrics = result if improved else best_metrics
                 log.evaluated(record)
                 saved_step = progress.step
-                say(evaluation_line(progress.step, result, improved))
+                say(evaluation_line(progress.step, result, improved, problem.SUMMARY[kind]))
             reason = progress.done_reason(total_steps, cfg.patience)
             if reason is None and stop_now:
                 reason = f"stopped by signal {stop.signal}: resume with --resume"
@@ -357,13 +377,14 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
         stop.restore()
 
     # ---------------------------------------------------------------- summary
-    best_metrics = best_metrics or best_logged(out / "metrics.jsonl", cfg.metric)  # resumed past the best
+    best_metrics = best_metrics or best_logged(out / "metrics.jsonl", metric)  # resumed past the best
     real, padded = distributed.all_sum([progress.real_tokens, progress.padded_tokens], info)
     summary = {
-        "metrics": {k: best_metrics[k] for k in ("accuracy", "f1", "mcc", "loss")},
-        "confusion_matrix": best_metrics["confusion_matrix"],
+        "metrics": {k: best_metrics[k] for k in problem.SUMMARY[kind]},
+        "confusion_matrix": best_metrics.get("confusion_matrix"),  # None for regression and multi-label
         "best_metric": progress.best,
-        "metric": cfg.metric,
+        "metric": metric,
+        "problem_type": kind,
         "best_step": progress.best_step,
         "steps": progress.step,
         "stopped": reason,
@@ -403,6 +424,7 @@ def load_training_data(cfg: TrainConfig, train_data=None, eval_data=None) -> tup
             text_pair_column=cfg.text_pair_column,
             split_seed=cfg.data_seed,
             validation_split=cfg.validation_split,
+            problem_type=problem.resolve(cfg.problem_type),
         )
     train_split = dataset.train
     if cfg.train_size and cfg.train_size < len(train_split):
@@ -474,7 +496,7 @@ def log_and_save(
     """After an evaluation: count it in `progress`, then (rank 0) append `record` to metrics.jsonl, save the
     best model if it improved, and save DIR/last, in that order: a kill between any two writes resumes
     from DIR/last, which drops the log lines past it. True when this evaluation is the best so far."""
-    improved = progress.evaluated(record[metric])
+    improved = progress.evaluated(record[metric], metric in problem.LOWER_IS_BETTER)
     if folder.active:
         with open(folder.path / "metrics.jsonl", "a") as log:
             log.write(json.dumps({**record, "time": runlog.now()}) + "\n")
@@ -485,15 +507,16 @@ def log_and_save(
     return improved
 
 
-def evaluation_line(step: int, result: dict, improved: bool) -> str:
-    scores = "  ".join(f"{k} {result[k]:.4f}" for k in ("loss", *METRICS))
+def evaluation_line(step: int, result: dict, improved: bool, shown: tuple[str, ...]) -> str:
+    scores = "  ".join(f"{k} {result[k]:.4f}" for k in ("loss", *(k for k in shown if k != "loss")))
     return f"step {step}: {scores}" + ("  (best)" if improved else "")
 
 
 def best_logged(metrics_log: Path, metric: str) -> dict:
     """The best evaluation in metrics.jsonl: a run resumed after its best evaluation did not see it."""
     records = [json.loads(line) for line in metrics_log.read_text().splitlines()]
-    return max(records, key=lambda r: r[metric])
+    best = min if metric in problem.LOWER_IS_BETTER else max
+    return best(records, key=lambda r: r[metric])
 
 
 def divergence(err: FloatingPointError, out: Path, saved_step: int | None, best_step: int, cfg) -> Exception:
@@ -521,7 +544,7 @@ def print_closing_table(summary: dict, out: Path) -> None:
     rows = [
         ("best " + summary["metric"], f"{summary['best_metric']:.4f} (step {summary['best_step']})"),
         *((name, f"{value:.4f}") for name, value in summary["metrics"].items()),
-        ("majority baseline", f"{summary['majority_baseline']:.4f}"),
+        (problem.BASELINE[summary["problem_type"]], f"{summary['majority_baseline']:.4f}"),
         ("trainable params", f"{summary['trainable_params']:,} of {summary['total_params']:,}"),
         ("train samples/s", f"{summary['train_samples_per_second']:.1f}"),
         ("real-token fraction", f"{summary['real_token_fraction']:.2f}"),

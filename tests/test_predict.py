@@ -81,6 +81,7 @@ def test_training_saves_how_the_model_reads_its_input(single_model, pair_model):
     assert block == {
         "pooling": "cls", "max_length": 24, "text_column": None, "text_pair_column": None,
         "label_column": None, "dataset": "toy", "pairs": False,
+        "problem_type": "single_label_classification", "threshold": 0.5,
     }  # fmt: skip
     block = json.loads((pair_model / "config.json").read_text())["minifreeze"]
     assert block["pairs"] is True and block["text_pair_column"] == "second" and block["max_length"] == 40

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .. import cli, train
+from .. import cli, problem, train
 from ..errors import MinifreezeError
 from ..metrics import METRICS
 from ..runtime import peak_memory, pick_device, reset_peak_memory, write_json
@@ -48,7 +48,11 @@ class SweepConfig:
     seeds: str = cli.option("5", "a count N (seeds 0..N-1) or a list: 3,4 (or 7, for seed 7 alone)")
     out: str | None = cli.option(None, "sweep folder: runs/, runs.csv, summary.md, plots")
     keep_models: bool = cli.option(False, "keep each run's model/ and last/ folders (large)")
-    report: str = cli.option("accuracy,mcc", "metrics with a table (besides --metric; same best checkpoint)")
+    report: str = cli.option(
+        "accuracy,mcc",
+        "metrics with a table (besides --metric; same best checkpoint); regression and multi-label runs "
+        "report their own first two metrics unless given",
+    )
     report_only: bool = cli.option(False, "rebuild runs.csv, summary.md and plots without training")
     progress: bool = cli.option(True, "one progress bar over runs with an ETA (runs never show their own)")
 
@@ -163,6 +167,14 @@ LEAD = ["run", "status", "error", "freeze", "train_size", "seed", "metric", "bes
 LEAD += ["majority_baseline", "best_step", "steps", "wall_seconds", "train_samples_per_second"]
 LEAD += ["eval_seconds", "peak_memory_mib", "memory_source", "trainable_params", "total_params"]
 LEAD += ["real_token_fraction", "stopped", *(f"max_{m}" for m in METRICS)]
+# the other problem types' metrics (problem.py): in runs.csv only when some run has them
+HIGHER_IS_BETTER = [
+    *METRICS,
+    *(m for m in problem.SUMMARY[problem.REGRESSION] if m not in problem.LOWER_IS_BETTER),
+]
+HIGHER_IS_BETTER += [m for m in problem.SUMMARY[problem.MULTI] if m != "loss"]
+OTHER_METRICS = [m for m in HIGHER_IS_BETTER if m not in METRICS] + ["mse"]
+OTHER_METRICS += [f"max_{m}" for m in HIGHER_IS_BETTER if m not in METRICS]
 
 
 def collect_row(cfg: train.TrainConfig) -> dict | None:
@@ -182,7 +194,7 @@ def collect_row(cfg: train.TrainConfig) -> dict | None:
     row["eval_seconds"] = sum(r["examples"] / r["samples_per_second"] for r in evals)
     # Each metric at its own best evaluation, whichever checkpoint the selection kept: what a study that
     # selects by that metric would report (the published freeze study reports CoLA this way, by accuracy).
-    row |= {f"max_{m}": max(r[m] for r in evals) for m in METRICS if evals and m in evals[0]}
+    row |= {f"max_{m}": max(r[m] for r in evals) for m in HIGHER_IS_BETTER if m in row and evals}
     if (run_dir / "sweep.json").is_file():
         row |= json.loads((run_dir / "sweep.json").read_text())
     return row
@@ -190,8 +202,9 @@ def collect_row(cfg: train.TrainConfig) -> dict | None:
 
 def write_csv(rows: list[dict], path: Path) -> None:
     extra = [f.name for f in dataclasses.fields(train.TrainConfig) if f.name not in LEAD + ["out"]]
+    metrics = [m for m in OTHER_METRICS if any(m in row for row in rows)]
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, LEAD + extra, extrasaction="ignore")
+        writer = csv.DictWriter(handle, LEAD + metrics + extra, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 
@@ -218,9 +231,14 @@ def run_sweep(opts, train_fn: Callable[[train.TrainConfig], dict] = train.train)
     """Run (or resume) the grid, then write the report; returns the runs.csv rows."""
     if not opts.out:
         raise MinifreezeError("--out DIR is required: the sweep folder (resumable, so keep it)")
-    reported = [m.strip() for m in opts.report.split(",") if m.strip()]
-    if opts.metric not in METRICS or not set(reported) <= set(METRICS):
-        raise MinifreezeError(f"--metric/--report: use metrics from {', '.join(METRICS)}")
+    kind = problem.resolve(opts.problem_type)
+    opts = dataclasses.replace(opts, metric=problem.selection_metric(kind, opts.metric))
+    default = kind != problem.SINGLE and opts.report == SweepConfig.report
+    reported = [m.strip() for m in opts.report.split(",") if m.strip()] if not default else []
+    allowed = [m for m in problem.SUMMARY[kind] if m in HIGHER_IS_BETTER]  # the tables and plots take these
+    reported = reported or [m for m in allowed if m != opts.metric][:2]
+    if opts.metric not in allowed or not set(reported) <= set(allowed):
+        raise MinifreezeError(f"--metric/--report: use metrics from {', '.join(allowed)}")
     root = Path(opts.out)
     grid = make_grid(opts, root)
     root.mkdir(parents=True, exist_ok=True)
