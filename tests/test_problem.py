@@ -427,3 +427,17 @@ def test_a_threshold_that_is_no_probability_is_one_line(toy_model, capsys):
     assert (
         capsys.readouterr().err.strip() == "error: --threshold 1.5: must be between 0 and 1 (a probability)"
     )
+
+
+def test_examples_from_python_take_the_problem_type(toy_model, tmp_path):
+    """train(cfg, train_data=...) reads labels as --problem-type says (scores here), like a file."""
+    from minifreeze.train import TrainConfig
+    from minifreeze.train import train as train_in_python
+
+    cfg = TrainConfig(model=str(toy_model), problem_type="regression", max_steps=4, batch_size=16,
+                      out=str(tmp_path / "run"), progress=False, threads=1)  # fmt: skip
+    summary = train_in_python(cfg, train_data=scored_rows(64, 1), eval_data=scored_rows(32, 2))
+    assert set(summary["metrics"]) == {"pearson", "spearman", "mse", "loss"}
+    assert (
+        json.loads((tmp_path / "run" / "model" / "config.json").read_text())["problem_type"] == "regression"
+    )
