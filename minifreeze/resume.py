@@ -13,6 +13,7 @@ import dataclasses
 import io
 import pickle
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ class Progress:
     train_seconds: float = 0.0
     real_tokens: int = 0
     padded_tokens: int = 0
+    # --freeze-schedule (progressive.py): each growth of the frozen depth, and the auto rule's state
+    freeze_events: list = dataclasses.field(default_factory=list)  # [{"step": s, "depth": d}, ...]
+    freeze_signal: dict = dataclasses.field(default_factory=dict)
 
     def took_step(self, epoch: int, batch_in_epoch: int, examples: int, seconds: float) -> None:
         self.step += 1
@@ -66,6 +70,9 @@ class Progress:
     @property
     def samples_per_second(self) -> float:
         return self.train_examples / max(self.train_seconds, 1e-9)
+
+
+NEWER_FIELDS = ("freeze_events", "freeze_signal")  # checkpoints from before them had no schedule
 
 
 def rng_states() -> dict[str, Any]:
@@ -109,8 +116,17 @@ def save_state(
     write_atomically(folder, fill)
 
 
-def load_state(folder: Path, model: torch.nn.Module, optimizer, scheduler, scaler) -> Progress:
-    """Restore what save_state wrote; returns the loop's progress."""
+def load_state(
+    folder: Path,
+    model: torch.nn.Module,
+    optimizer,
+    scheduler,
+    scaler,
+    before_optimizer: Callable[[Progress], None] | None = None,
+) -> Progress:
+    """Restore what save_state wrote; returns the loop's progress. `before_optimizer(progress)` runs once
+    the weights are back, before the optimizer state loads: a run whose frozen depth grew returns to
+    that depth there (its optimizer holds fewer parameters, progressive.py)."""
     if not (folder / "state.pt").is_file():
         raise MinifreezeError(f"--resume: no checkpoint in {folder}; the run never finished an evaluation")
     try:
@@ -124,7 +140,7 @@ def load_state(folder: Path, model: torch.nn.Module, optimizer, scheduler, scale
     saved = state.get("progress") if isinstance(state, dict) else None
     saved = saved if isinstance(saved, dict) else {}
     names = [f.name for f in dataclasses.fields(Progress)]
-    missing = [name for name in names if name not in saved]
+    missing = [name for name in names if name not in saved and name not in NEWER_FIELDS]
     if missing:
         raise MinifreezeError(
             f"--resume: {folder} comes from another minifreeze version (no {', '.join(missing)}); "
@@ -136,8 +152,11 @@ def load_state(folder: Path, model: torch.nn.Module, optimizer, scheduler, scale
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor)
+    progress = Progress(**{name: saved[name] for name in names if name in saved})
+    if before_optimizer is not None:
+        before_optimizer(progress)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])  # a disabled scaler ignores it (older checkpoints hold None)
     set_rng_states(state["rng"])
-    return Progress(**{name: saved[name] for name in names})
+    return progress
