@@ -4,13 +4,14 @@ layer-wise lr decay, resume across a freeze event. Tiny models on the toy task (
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 from test_train import run
 
-from minifreeze import MinifreezeError, batching, data, load_tokenizer, progressive
+from minifreeze import MinifreezeError, batching, data, load_tokenizer, progressive, train
 from minifreeze import cache as frozen_cache
 from minifreeze.freezing import freeze
 from minifreeze.model import load_model
@@ -329,3 +330,40 @@ def test_lr_decay_trains_and_logs_the_head_lr(toy_model, toy_data, tmp_path):
     summary = run(toy_model, toy_data, tmp_path / "d", "--lr-decay", "0.9", "--schedule", "constant")
     records = [json.loads(line) for line in (tmp_path / "d" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["lr"] == pytest.approx(3e-3) and summary["best_metric"] > 0.8
+
+
+# --------------------------------------------------------------------------- the sweep
+
+
+def test_the_sweep_takes_schedules_beside_fixed_specs(toy_model, toy_data, tmp_path):
+    from minifreeze import cli
+    from minifreeze.sweep import SweepOptions, make_grid, run_sweep
+
+    argv = [
+        "--model",
+        str(toy_model),
+        "--dataset",
+        "toy",
+        "--data-dir",
+        str(toy_data),
+        "--out",
+        str(tmp_path),
+    ]
+    argv += ["--epochs", "1", "--warmup", "0", "--lr", "3e-3", "--no-progress", "--train-sizes", "64"]
+    argv += ["--freeze", "1", "--schedules", "linear:0-1; 0@0,-1@2", "--seeds", "0,", "--cache-frozen"]
+    opts = cli.parse(SweepOptions, argv, "sweep", "test")
+    grid = make_grid(opts, tmp_path)
+    assert [(c.freeze, c.freeze_schedule, c.cache_frozen) for c in grid] == [
+        ("1", None, True),
+        ("0", "linear:0-1", True),  # the cache starts at the first freeze
+        ("0", "0@0,-1@2", True),
+    ]
+    assert [Path(c.out).name for c in grid] == [
+        "freeze1-n64-s0",
+        "schedulelinear_0-1-n64-s0",
+        "schedule0_0_-1_2-n64-s0",
+    ]
+    rows = run_sweep(opts, train.train)
+    assert [r["status"] for r in rows] == ["ok"] * 3
+    assert [r["freeze"] for r in rows] == ["1", "schedule:linear:0-1", "schedule:0@0,-1@2"]
+    assert "schedule:linear:0-1" in (tmp_path / "summary.md").read_text()
