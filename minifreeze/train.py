@@ -337,7 +337,7 @@ def _train(cfg: TrainConfig, stack: ExitStack) -> dict:
                 result = evaluate(progress.step)
                 epochs = epoch + done / steps_per_epoch
                 record = {"step": progress.step, "epoch": epochs, "train_loss": loss_sum, "lr": lr, **result}
-                record["freeze_depth"] = freezer.depth
+                record |= {"freeze_depth": freezer.depth, "wall_seconds": time.time() - started}
                 improved = log_and_save(folder, trained, progress, record, cfg.metric, save_best)
                 best_metrics = result if improved else best_metrics
                 saved_step = progress.step
