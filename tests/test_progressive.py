@@ -216,6 +216,21 @@ def test_linear_schedule_with_the_cache_matches_without(dropout_free_model, toy_
         torch.testing.assert_close(b[name], a[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
+def test_compiled_graphs_follow_the_growth(dropout_free_model, toy_data, tmp_path, monkeypatch):
+    """The known trap: graphs compiled for the old trainable set. After the growth the compiled run must
+    keep the newly frozen layer bit-still and end where eager does."""
+    seen = weights_at_each_step(monkeypatch)
+    common = ["--max-steps", "8", "--freeze-schedule", "0@0,1@4", "--max-length", "16", "--eval-every", "8"]
+    eager = main(toy_args(dropout_free_model, toy_data, tmp_path / "eager", *common))
+    compiled = main(toy_args(dropout_free_model, toy_data, tmp_path / "compiled", *common, "--compile"))
+    layer0 = "encoder.layers.0.ffn_in.weight"
+    steps = seen[8:]  # the compiled run's
+    assert not torch.equal(steps[2][layer0][0], steps[3][layer0][0])
+    assert all(torch.equal(steps[3][layer0][0], steps[i][layer0][0]) for i in range(4, 8))
+    assert compiled["freeze_events"] == eager["freeze_events"] == [{"step": 4, "depth": 1}]
+    assert compiled["metrics"]["loss"] == pytest.approx(eager["metrics"]["loss"], abs=1e-4)
+
+
 def test_auto_freezes_on_a_flat_signal_and_records_it(toy_model, toy_data, tmp_path):
     # a tolerance of 1000% calls any change flat: a freeze every two windows of 3 steps, up to --max-freeze
     summary = run(
@@ -259,6 +274,8 @@ def test_resume_after_a_freeze_event_comes_back_at_its_depth_bit_identical(
     monkeypatch.setattr(train_module, "log_and_save", original)
     state = torch.load(tmp_path / "cut" / "last" / "state.pt", weights_only=True)
     assert state["progress"]["freeze_events"] == [{"step": 8, "depth": -1}]
+    with pytest.raises(MinifreezeError, match="--freeze-schedule cannot change"):
+        main(["--out", str(tmp_path / "cut"), "--resume", "--freeze-schedule", "linear:0-2"])
     resumed = main(["--out", str(tmp_path / "cut"), "--resume", "--no-progress"])
     assert resumed["freeze_events"] == whole["freeze_events"]
     a = load_file(str(tmp_path / "whole" / "last" / "model.safetensors"))
