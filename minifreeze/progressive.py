@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import cache as frozen_cache
 from . import distributed
 from .errors import MinifreezeError
 from .freezing import freeze
@@ -181,6 +182,12 @@ class Freezer:
         auto = schedule is not None and schedule.kind == "auto"
         self.rule = AutoRule(schedule.every, schedule.tolerance) if auto else None
         self.norm: float | None = None
+        self.first_cache = cache  # computed from the loaded weights: later runs may reuse it, not the grown
+        if schedule is not None and cfg.cache_frozen and cfg.frozen_dropout:  # refused now, not at a growth
+            raise MinifreezeError(
+                "--cache-frozen needs a deterministic frozen prefix, but --frozen-dropout keeps dropout in "
+                "it: drop --frozen-dropout or --cache-frozen"
+            )
 
     def wire(self, info: distributed.Dist, device: torch.device) -> None:
         """The suffix + head as one module (in DDP under torchrun), compiled with --compile."""
@@ -233,5 +240,8 @@ class Freezer:
             if id(p) in frozen:
                 p.grad = None
         if self.cfg.cache_frozen:  # fp32: grown from the old cache; else computed again, as a direct one
-            self.cache = self.make_cache(grow_from=self.cache if self.cfg.cache_dtype == "fp32" else None)
+            old = self.cache
+            self.cache = self.make_cache(grow_from=old if self.cfg.cache_dtype == "fp32" else None)
+            if old is not None and old is not self.first_cache:  # its weights were this run's: no reuse
+                frozen_cache.REGISTRY.drop(old.store)
         gc.collect()  # an old DDP wrapper's hooks go with it

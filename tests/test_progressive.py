@@ -204,12 +204,14 @@ def test_a_schedule_and_a_fixed_depth_agree_up_to_the_first_event(toy_model, toy
     assert sched == fixed  # ... and nothing before it differed
 
 
-def test_linear_schedule_with_the_cache_matches_without(dropout_free_model, toy_data, tmp_path):
+def test_linear_schedule_with_the_cache_matches_without(dropout_free_model, toy_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(frozen_cache.REGISTRY, "stores", {})
     common = ["--freeze-schedule", "linear:0-2", "--eval-every", "12", "--cache-dir", "none"]
     plain = main(toy_args(dropout_free_model, toy_data, tmp_path / "plain", *common))
     cached = main(toy_args(dropout_free_model, toy_data, tmp_path / "cached", *common, "--cache-frozen"))
     assert cached["freeze_events"] == plain["freeze_events"] == [{"step": 9, "depth": -1}, {"step": 18, "depth": 1}, {"step": 27, "depth": 2}]  # fmt: skip
     assert cached["cache"]["frozen_blocks"] == 3 and cached["cache"]["grown_from"] == 2
+    assert len(frozen_cache.REGISTRY.stores) == 1  # the grown caches before the last were let go
     a = load_file(str(tmp_path / "plain" / "last" / "model.safetensors"))
     b = load_file(str(tmp_path / "cached" / "last" / "model.safetensors"))
     for name in a:  # same math; the cached suffix sees the prefix output padded with zeros, not pad rows
@@ -243,9 +245,18 @@ def test_auto_freezes_on_a_flat_signal_and_records_it(toy_model, toy_data, tmp_p
     )
 
 
-def test_cli_refuses_a_schedule_on_a_non_depth_spec(toy_model, toy_data, tmp_path):
-    with pytest.raises(MinifreezeError, match="--freeze bitfit is not one"):
-        run(toy_model, toy_data, tmp_path / "x", "--freeze", "bitfit", "--freeze-schedule", "linear:0-2")
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--freeze", "bitfit", "--freeze-schedule", "linear:0-2"], "--freeze bitfit is not one"),
+        (["--freeze-schedule", "linear:0-2", "--cache-frozen", "--frozen-dropout"], "--frozen-dropout keeps"),
+        (["--freeze-schedule", "0@0,1@40"], "below the run's 36 steps"),
+        (["--freeze-schedule", "linear:0-2", "--max-steps", "3"], "must increase"),
+    ],
+)
+def test_cli_refuses_impossible_schedules_before_writing(toy_model, toy_data, tmp_path, flags, message):
+    with pytest.raises(MinifreezeError, match=message):
+        run(toy_model, toy_data, tmp_path / "x", *flags)
     assert not (tmp_path / "x").exists()  # refused before anything is written
 
 
