@@ -47,7 +47,7 @@ class SweepConfig:
     schedules: str = cli.option(
         "",
         "freeze schedules to add to the grid, separated by ';' (their points use commas): "
-        "'linear:0-4;auto;0@0,2@1ep'; auto starts at depth 0 here",
+        "'linear:0-4;auto;0@0,2@1ep'; auto starts at depth 0 here (default: none)",
     )
     train_sizes: str = cli.option("50,100,200,500,1000", "comma-separated train sizes (0 = all)")
     seeds: str = cli.option("5", "a count N (seeds 0..N-1) or a list: 3,4 (or 7, for seed 7 alone)")
