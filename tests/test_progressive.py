@@ -233,6 +233,12 @@ def test_compiled_graphs_follow_the_growth(dropout_free_model, toy_data, tmp_pat
     assert compiled["metrics"]["loss"] == pytest.approx(eager["metrics"]["loss"], abs=1e-4)
 
 
+def test_a_rounded_cache_is_computed_again_not_grown(toy_model, toy_data, tmp_path):
+    summary = run(toy_model, toy_data, tmp_path / "bf16", "--freeze-schedule", "linear:0-1", "--cache-frozen",
+                  "--cache-dtype", "bf16", "--cache-dir", "none", "--max-steps", "6")  # fmt: skip
+    assert summary["cache"]["frozen_blocks"] == 2 and summary["cache"]["grown_from"] is None
+
+
 def test_auto_freezes_on_a_flat_signal_and_records_it(toy_model, toy_data, tmp_path):
     # a tolerance of 1000% calls any change flat: a freeze every two windows of 3 steps, up to --max-freeze
     summary = run(
@@ -263,10 +269,12 @@ def test_cli_refuses_impossible_schedules_before_writing(toy_model, toy_data, tm
 # --------------------------------------------------------------------------- resume across a freeze event
 
 
+@pytest.mark.parametrize("cached", [False, True])
 def test_resume_after_a_freeze_event_comes_back_at_its_depth_bit_identical(
-    toy_model, toy_data, tmp_path, monkeypatch
+    toy_model, toy_data, tmp_path, monkeypatch, cached
 ):
     args = ["--freeze-schedule", "0@0,-1@8,1@20", "--eval-every", "12"]
+    args += ["--cache-frozen", "--cache-dir", "none"] if cached else []
     whole = main(toy_args(toy_model, toy_data, tmp_path / "whole", *args))
     import minifreeze.train as train_module
 
