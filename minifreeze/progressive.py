@@ -20,10 +20,12 @@ the old one: only the newly frozen layers run, once per example) and the compile
 from __future__ import annotations
 
 import gc
+import math
 import re
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 
 from . import cache as frozen_cache
 from . import distributed
@@ -152,7 +154,10 @@ class AutoRule:
         self.every, self.tolerance = every, tolerance
 
     def update(self, state: dict, norm: float) -> bool:
-        """Add one step's norm; True when the block should freeze now (the state then starts over)."""
+        """Add one step's norm; True when the block should freeze now (the state then starts over). A
+        non-finite norm (an fp16 step the grad scaler skips) is left out: it says nothing about learning."""
+        if not math.isfinite(norm):
+            return False
         window = state.setdefault("window", [])
         means = state.setdefault("means", [])
         window.append(norm)
@@ -219,6 +224,9 @@ class Freezer:
             return
         self.grow(target)
         progress.freeze_events.append({"step": progress.step, "depth": target})
+        if self.info.is_main:
+            trains = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+            tqdm.write(f"step {progress.step}: frozen depth {target} ({trains:,} parameters still train)")
         if self.cfg.compile:
             torch._dynamo.reset()  # no graph of the old trainable set may be reused
         self.wire(self.info, self.device)

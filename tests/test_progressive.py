@@ -94,6 +94,13 @@ def test_auto_rule_waits_while_the_norm_falls_and_freezes_once_it_is_flat():
     assert not any(rule.update(state, g) for g in [0.2] * 4)  # one window is no rate of change
 
 
+def test_auto_rule_leaves_out_a_non_finite_norm():
+    """An fp16 overflow step: inf would make the change NaN, and NaN >= TOL is False (a freeze)."""
+    rule, state = progressive.AutoRule(every=2, tolerance=0.1), {}
+    decisions = [rule.update(state, g) for g in [1.0, 1.0, float("inf"), 0.5, float("nan"), 0.5]]
+    assert not any(decisions) and state["means"] == [1.0, 0.5]
+
+
 def test_auto_rule_ignores_noise_only_within_the_tolerance():
     rule, state = progressive.AutoRule(every=2, tolerance=0.05), {}
     decisions = [rule.update(state, g) for g in [1.0, 1.2, 1.0, 0.9, 1.05, 0.95]]  # means 1.1 .95 1.0
