@@ -82,6 +82,8 @@ def parse(text: str | None, freeze_spec: str, max_freeze: int | None, num_layers
     if max_freeze is not None and not -1 <= max_freeze <= num_layers:
         raise MinifreezeError(f"--max-freeze {max_freeze}: must be in -1..{num_layers} for this model")
     if not text:
+        if max_freeze is not None:
+            raise MinifreezeError("--max-freeze bounds a --freeze-schedule; without one, use --freeze N")
         return None
     if not re.fullmatch(r"-?\d+", str(freeze_spec).strip()):
         raise MinifreezeError(

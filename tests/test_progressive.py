@@ -57,6 +57,7 @@ def test_auto_starts_at_the_freeze_depth_and_stops_below_the_top_layer():
         ("linear:0-4", "0", 2, "goes past --max-freeze 2"),
         ("auto", "0", 9, "--max-freeze 9: must be in -1..6"),
         ("auto", "6", None, "the depths must grow"),  # already at the cap: nothing to freeze
+        (None, "2", 3, "--max-freeze bounds a --freeze-schedule"),  # would silently do nothing
     ],
 )
 def test_impossible_schedules_fail_in_one_line(text, freeze_spec, max_freeze, message):
