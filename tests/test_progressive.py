@@ -277,12 +277,28 @@ def test_cli_refuses_impossible_schedules_before_writing(toy_model, toy_data, tm
 # --------------------------------------------------------------------------- resume across a freeze event
 
 
-@pytest.mark.parametrize("cached", [False, True])
+@pytest.mark.parametrize(
+    "schedule, cut_events",
+    [
+        # cut at step 12: one event (step 8) behind it, one (step 20) ahead
+        (["0@0,-1@8,1@20", "--eval-every", "12"], [{"step": 8, "depth": -1}]),
+        (
+            ["0@0,-1@8,1@20", "--eval-every", "12", "--cache-frozen", "--cache-dir", "none"],
+            [{"step": 8, "depth": -1}],
+        ),
+        # auto: cut at step 9, mid-history (one window mean since the step-6 freeze): the next freeze, at
+        # step 12, needs the rule's state back from the checkpoint (without it, it would come at 15)
+        (
+            ["auto:3:10", "--freeze", "0", "--max-freeze", "1", "--eval-every", "9"],
+            [{"step": 6, "depth": -1}],
+        ),
+    ],
+    ids=["points", "points-cached", "auto"],
+)
 def test_resume_after_a_freeze_event_comes_back_at_its_depth_bit_identical(
-    toy_model, toy_data, tmp_path, monkeypatch, cached
+    toy_model, toy_data, tmp_path, monkeypatch, schedule, cut_events
 ):
-    args = ["--freeze-schedule", "0@0,-1@8,1@20", "--eval-every", "12"]
-    args += ["--cache-frozen", "--cache-dir", "none"] if cached else []
+    args = ["--freeze-schedule", *schedule]
     whole = main(toy_args(toy_model, toy_data, tmp_path / "whole", *args))
     import minifreeze.train as train_module
 
@@ -291,7 +307,7 @@ def test_resume_after_a_freeze_event_comes_back_at_its_depth_bit_identical(
     def stop_after_first_checkpoint(*a, **k):
         result = original(*a, **k)
         calls.append(1)
-        if len(calls) == 1:  # step 12: one event (step 8) behind it, one (step 20) ahead
+        if len(calls) == 1:
             raise KeyboardInterrupt
         return result
 
@@ -300,11 +316,11 @@ def test_resume_after_a_freeze_event_comes_back_at_its_depth_bit_identical(
         main(toy_args(toy_model, toy_data, tmp_path / "cut", *args))
     monkeypatch.setattr(train_module, "log_and_save", original)
     state = torch.load(tmp_path / "cut" / "last" / "state.pt", weights_only=True)
-    assert state["progress"]["freeze_events"] == [{"step": 8, "depth": -1}]
+    assert state["progress"]["freeze_events"] == cut_events
     with pytest.raises(MinifreezeError, match="--freeze-schedule cannot change"):
         main(["--out", str(tmp_path / "cut"), "--resume", "--freeze-schedule", "linear:0-2"])
     resumed = main(["--out", str(tmp_path / "cut"), "--resume", "--no-progress"])
-    assert resumed["freeze_events"] == whole["freeze_events"]
+    assert resumed["freeze_events"] == whole["freeze_events"] and len(whole["freeze_events"]) == 2
     a = load_file(str(tmp_path / "whole" / "last" / "model.safetensors"))
     b = load_file(str(tmp_path / "cut" / "last" / "model.safetensors"))
     assert all(torch.equal(a[n], b[n]) for n in a)
