@@ -12,11 +12,17 @@ import math
 import torch
 from torch import nn
 
-from .freezing import FreezePlan
+from .freezing import FreezePlan, block_of
 
 
 def no_decay(name: str) -> bool:
     return name.endswith(".bias") or "norm." in name
+
+
+def lr_depth(name: str, num_layers: int) -> int:
+    """How many blocks below the head a parameter sits: the head 0, layer l L - l, the embeddings L + 1."""
+    block = block_of(name)
+    return 0 if block is None else num_layers + 1 - block if block else num_layers + 1
 
 
 def fused_supported(params: list[torch.Tensor]) -> bool:
@@ -33,13 +39,23 @@ def make_optimizer(
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     fused: bool | None = None,
+    lr_decay: float = 1.0,
 ) -> torch.optim.AdamW:
+    """AdamW over what trains. `lr_decay` F < 1 gives each block its own learning rate (layer-wise decay,
+    the "soft freezing" of BERT fine-tuning): the head lr, layer l of L lr * F^(L-l), the embeddings
+    lr * F^(L+1); the groups run from the head down, so the first is the head's (what logs show)."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for n, p in named if not no_decay(n)], "weight_decay": weight_decay},
-        {"params": [p for n, p in named if no_decay(n)], "weight_decay": 0.0},
-    ]
-    groups = [g for g in groups if g["params"]]
+    num_layers = len(model.encoder.layers)
+
+    def scale(name: str) -> float:
+        return lr_decay ** lr_depth(name, num_layers)
+
+    groups = []
+    for s in sorted({scale(n) for n, _ in named}, reverse=True):
+        for decays, wd in ((True, weight_decay), (False, 0.0)):
+            params = [p for n, p in named if scale(n) == s and no_decay(n) != decays]
+            if params:
+                groups.append({"params": params, "weight_decay": wd, "lr": lr * s})
     params = [p for _, p in named]
     if fused is None:
         fused = fused_supported(params)

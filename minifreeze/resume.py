@@ -15,6 +15,7 @@ import dataclasses
 import io
 import pickle
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,9 @@ class Progress:
     train_seconds: float = 0.0
     real_tokens: int = 0
     padded_tokens: int = 0
+    # --freeze-schedule (progressive.py): each growth of the frozen depth, and the auto rule's state
+    freeze_events: list = dataclasses.field(default_factory=list)  # [{"step": s, "depth": d}, ...]
+    freeze_signal: dict = dataclasses.field(default_factory=dict)
 
     def took_step(self, epoch: int, batch_in_epoch: int, examples: int, seconds: float) -> None:
         self.step += 1
@@ -71,6 +75,9 @@ class Progress:
         return self.train_examples / max(self.train_seconds, 1e-9)
 
 
+NEWER_FIELDS = ("freeze_events", "freeze_signal")  # checkpoints from before them had no schedule
+
+
 def rng_states() -> dict[str, Any]:
     states = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
     if torch.cuda.is_available():
@@ -86,13 +93,15 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 def saved_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
-    """What a checkpoint holds: every parameter that trains, and the head whole (a head that a spec keeps
-    frozen may be freshly initialised, which the base cannot give back). A model that did not come from a
-    folder has no base to restore the rest from, so all of it is saved."""
+    """What a checkpoint holds: every parameter that trains, or trained earlier in the run (the names in
+    `model.trained_names`: a --freeze-schedule freezes layers that have moved from the base), and the head
+    whole (a head that a spec keeps frozen may be freshly initialised, which the base cannot give back).
+    A model that did not come from a folder has no base to restore the rest from, so all of it is saved."""
     named = dict(model.named_parameters())
     if getattr(model, "source", None) is None:
         return named
-    return {n: p for n, p in named.items() if p.requires_grad or n.startswith("head.")}
+    keep = getattr(model, "trained_names", ())
+    return {n: p for n, p in named.items() if p.requires_grad or n in keep or n.startswith("head.")}
 
 
 def save_state(
@@ -123,8 +132,17 @@ def save_state(
     write_atomically(folder, fill)
 
 
-def load_state(folder: Path, model: torch.nn.Module, optimizer, scheduler, scaler) -> Progress:
-    """Restore what save_state wrote; returns the loop's progress."""
+def load_state(
+    folder: Path,
+    model: torch.nn.Module,
+    optimizer,
+    scheduler,
+    scaler,
+    before_optimizer: Callable[[Progress], None] | None = None,
+) -> Progress:
+    """Restore what save_state wrote; returns the loop's progress. `before_optimizer(progress)` runs once
+    the weights are back, before the optimizer state loads: a run whose frozen depth grew returns to
+    that depth there (its optimizer holds fewer parameters, progressive.py)."""
     if not (folder / "state.pt").is_file():
         raise MinifreezeError(f"--resume: no checkpoint in {folder}; the run never finished an evaluation")
     try:
@@ -138,7 +156,7 @@ def load_state(folder: Path, model: torch.nn.Module, optimizer, scheduler, scale
     saved = state.get("progress") if isinstance(state, dict) else None
     saved = saved if isinstance(saved, dict) else {}
     names = [f.name for f in dataclasses.fields(Progress)]
-    missing = [name for name in names if name not in saved]
+    missing = [name for name in names if name not in saved and name not in NEWER_FIELDS]
     if missing:
         raise MinifreezeError(
             f"--resume: {folder} comes from another minifreeze version (no {', '.join(missing)}); "
@@ -149,11 +167,14 @@ def load_state(folder: Path, model: torch.nn.Module, optimizer, scheduler, scale
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor)
+    progress = Progress(**{name: saved[name] for name in names if name in saved})
+    if before_optimizer is not None:
+        before_optimizer(progress)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])  # a disabled scaler ignores it (older checkpoints hold None)
     set_rng_states(state["rng"])
-    return Progress(**{name: saved[name] for name in names})
+    return progress
 
 
 def check_frozen_part(

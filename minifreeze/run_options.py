@@ -48,6 +48,10 @@ def check(cfg) -> None:
     pair = " for a text pair" if cfg.text_pair_column else ""
     room = " ([CLS] a [SEP] b [SEP])" if pair else " (room for [CLS], one token and [SEP])"
     at_least(cfg, "max_length", 5 if pair else 3, room)
+    if not 0 < cfg.lr_decay <= 1:
+        raise MinifreezeError(
+            f"--lr-decay {cfg.lr_decay}: must be in (0, 1] (1 = no decay; 0.9 is a common choice)"
+        )
     if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
         raise MinifreezeError(f"--lr {cfg.lr}: must be a positive number, such as 5e-5")
     if cfg.batch_size % cfg.grad_accum:

@@ -24,12 +24,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import batching, cli, data, distributed, hub, problem, pydata, run_options, runlog
+from . import batching, cli, data, distributed, hub, problem, progressive, pydata, run_options, runlog
 from . import cache as frozen_cache
 from .delta import best_model_writer
 from .errors import MinifreezeError
 from .freezing import freeze
-from .model import TrainablePart, load_model
+from .model import load_model
 from .optim import make_optimizer, make_scheduler
 from .resume import Progress, load_state, save_state
 from .run_folder import RunFolder, disk_error, disk_errors
@@ -72,6 +72,15 @@ class TrainConfig:
         None, "split to evaluate on when the data has several, e.g. validation_matched (default: validation)"
     )
     freeze: str = cli.option("2", "what to freeze: N (-1..L), head, top:K, bitfit, random:P, regex:PATTERN")
+    freeze_schedule: str | None = cli.option(
+        None,
+        "grow the frozen depth while training (docs/progressive.md): linear:A-B, points K@STEP,K@STEP "
+        "(steps or epochs: 2@1ep), or auto[:EVERY[:TOL]] (from --freeze N, by each layer's gradient norm)",
+    )
+    max_freeze: int | None = cli.option(None, "deepest depth --freeze-schedule auto freezes (default: L - 1)")
+    lr_decay: float = cli.option(
+        1.0, "layer-wise lr decay F: layer l of L gets lr * F^(L-l), embeddings F^(L+1), head lr"
+    )
     frozen_dropout: bool = cli.option(
         False, "keep dropout in frozen layers (as requires_grad=False freezing does)"
     )
@@ -262,15 +271,21 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
     model.head.criterion = problem.training_loss(kind, cfg, train_split.labels, dataset.id2label)
 
     # ---------------------------------------------------------------- freeze plan
-    plan = freeze(model, cfg.freeze, frozen_dropout=cfg.frozen_dropout, seed=cfg.seed)
-    say(plan.summary())
+    schedule = progressive.parse(cfg.freeze_schedule, cfg.freeze, cfg.max_freeze, len(model.encoder.layers))
+    plan = freeze(
+        model, schedule.start if schedule else cfg.freeze, frozen_dropout=cfg.frozen_dropout, seed=cfg.seed
+    )
+    say(
+        plan.summary()
+        + (f"\nfreeze schedule {schedule.text}: starts at depth {schedule.start}" if schedule else "")
+    )
+    model.trained_names = set(plan.trainable)  # DIR/last keeps these when a schedule freezes them later
 
     # ---------------------------------------------------------------- frozen cache
     cache = None
-    if cfg.cache_frozen:  # the prefix runs here once per example; the loop then feeds the suffix from it
-        cache = build_cache(
-            cfg, model, {"train": train_set, "validation": eval_set}, tokenizer.pad_id, device
-        )
+    splits = {"train": train_set, "validation": eval_set}
+    if cfg.cache_frozen and (schedule is None or plan.prefix_blocks):  # else from the first freeze on
+        cache = build_cache(cfg, model, splits, tokenizer.pad_id, device)  # the prefix, once per example
         say(cache.report())
 
     # ---------------------------------------------------------------- optimizer and schedule
@@ -278,8 +293,12 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
     warmup, eval_every = run_options.check_steps(cfg, steps_per_epoch, total_steps)
-    optimizer = make_optimizer(model, plan, cfg.lr, cfg.weight_decay)
+    optimizer = make_optimizer(model, plan, cfg.lr, cfg.weight_decay, lr_decay=cfg.lr_decay)
     scheduler = make_scheduler(optimizer, total_steps, warmup, cfg.schedule)
+    rebuild = partial(build_cache, cfg, model, splits, tokenizer.pad_id, device)
+    freezer = progressive.Freezer(
+        schedule, model, optimizer, cache, rebuild, cfg, steps_per_epoch, total_steps
+    )
     # fp16 needs loss scaling on CUDA; for every other run the scaler is off and passes everything through
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16" and device.type == "cuda")
     trained = (model, optimizer, scheduler, scaler)  # what a checkpoint holds, with the progress
@@ -290,7 +309,7 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
     distributed.gather(None, info)  # other ranks read DIR/last only once rank 0 has locked and repaired it
     saved_step = None  # the step DIR/last holds
     if cfg.resume:
-        progress = load_state(out / "last", *trained)
+        progress = load_state(out / "last", *trained, before_optimizer=freezer.replay)
         saved_step = progress.step
         folder.resumed_at(progress.step)
         say(f"resumed at step {progress.step} (epoch {progress.epoch})")
@@ -299,26 +318,23 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
     # What trains (suffix + head + loss) is one module, wrapped in DDP under torchrun; the frozen prefix
     # (or its cache) runs before it, under no_grad, so DDP never sees the frozen parameters.
     # Evaluation runs the same path without DDP (it needs no gradient sync) and without labels (logits).
-    trainable = distributed.wrap(model, info, device)
-    prefix, scorer = model.encoder.prefix, TrainablePart(model)
-    if cfg.compile:  # after freezing: compiled graphs bake in requires_grad (re-compile if it changes)
-        trainable, prefix, scorer = torch.compile(trainable), torch.compile(prefix), torch.compile(scorer)
-    trainable_params = [p for p in model.parameters() if p.requires_grad]  # what the clip sees
+    # The freezer holds these modules (and the cache): a freeze schedule changes them when the depth grows.
+    freezer.wire(info, device)
 
     def batch_loss(batch: batching.Batch) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast(cfg.amp, device):
-            if cache:
-                hidden = cache.hidden("train", batch)
+            if freezer.cache:
+                hidden = freezer.cache.hidden("train", batch)
             elif model.encoder.frozen_blocks:
-                hidden = prefix(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+                hidden = freezer.prefix(batch.input_ids, batch.attention_mask, batch.token_type_ids)
             else:
                 hidden = None  # nothing frozen at the bottom: the whole encoder trains
-            return trainable(
+            return freezer.trainable(
                 hidden, batch.input_ids, batch.attention_mask, batch.token_type_ids, batch.labels
             )
 
     log = runlog.RunLog(cfg, out, info, progress, total_steps, steps_per_epoch)  # bars, logs, TensorBoard
-    evaluate = partial(validation_metrics, model, scorer, cache, eval_set, tokenizer.pad_id, cfg, device, log)
+    evaluate = partial(validation_metrics, model, freezer, eval_set, tokenizer.pad_id, cfg, device, log)
 
     # ---------------------------------------------------------------- loop
     model.train()
@@ -344,7 +360,8 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
                 progress.real_tokens += batch.num_real_tokens
                 progress.padded_tokens += batch.num_padded_tokens
             scaler.unscale_(optimizer)
-            grad_norm = runlog.clip_gradients(trainable_params, cfg.max_grad_norm, log.due(progress.step + 1))
+            freezer.observe()  # --freeze-schedule auto reads the gradients here
+            grad_norm = runlog.clip_gradients(freezer.params, cfg.max_grad_norm, log.due(progress.step + 1))
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
@@ -352,12 +369,14 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
             loss_sum = distributed.all_sum([loss_sum], info)[0]
             stop_now = distributed.any_flag(stop.signal is not None, info)
             progress.took_step(epoch, done, len(indices), time.perf_counter() - step_start)
+            freezer.after_step(progress)  # grows the frozen depth when the schedule says so
             lr = scheduler.get_last_lr()[0]
             log.step(progress, loss_sum, lr, grad_norm)  # DIR/train_log.jsonl every --log-every steps
             if progress.step % eval_every == 0 or progress.step >= total_steps or stop_now:
                 result = evaluate(progress.step)
                 epochs = epoch + done / steps_per_epoch
                 record = {"step": progress.step, "epoch": epochs, "train_loss": loss_sum, "lr": lr, **result}
+                record |= {"freeze_depth": freezer.depth, "wall_seconds": time.time() - started}
                 improved = log_and_save(folder, trained, progress, record, metric, save_best)
                 best_metrics = result if improved else best_metrics
                 log.evaluated(record)
@@ -398,7 +417,9 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
         "total_params": plan.total_params,
         "freeze": cfg.freeze,
         "prefix_blocks": plan.prefix_blocks,
-        "cache": cache.stats if cache else None,
+        "freeze_schedule": cfg.freeze_schedule,
+        "freeze_events": progress.freeze_events,  # [{"step": s, "depth": d}]: from step s on, depth d
+        "cache": freezer.cache.stats if freezer.cache else None,
         "compiled_graphs": compiled_graph_count() if cfg.compile else 0,
         "dataset": dataset.name,
         "train_examples": len(train_set),
@@ -433,8 +454,11 @@ def load_training_data(cfg: TrainConfig, train_data=None, eval_data=None) -> tup
     return dataset, train_split
 
 
-def build_cache(cfg: TrainConfig, model, splits: dict, pad_id: int, device) -> frozen_cache.FrozenCache:
-    """The frozen prefix's output for every example (docs/cache.md), computed under the run's autocast."""
+def build_cache(
+    cfg: TrainConfig, model, splits: dict, pad_id: int, device, grow_from=None
+) -> frozen_cache.FrozenCache:
+    """The frozen prefix's output for every example (docs/cache.md), computed under the run's autocast
+    (`grow_from`: a shallower cache to grow, see progressive.py)."""
     with autocast(cfg.amp, device):
         return frozen_cache.build(
             model,
@@ -446,6 +470,7 @@ def build_cache(cfg: TrainConfig, model, splits: dict, pad_id: int, device) -> f
             cache_dir=cfg.cache_dir,
             max_gb=cfg.cache_max_gb,
             spec=cfg.freeze,
+            grow_from=grow_from,
         )
 
 
@@ -467,16 +492,17 @@ def epoch_batches(
 
 
 def validation_metrics(
-    model, scorer, cache, eval_set, pad_id: int, cfg: TrainConfig, device, log: runlog.RunLog, step: int
+    model, freezer, eval_set, pad_id: int, cfg: TrainConfig, device, log: runlog.RunLog, step: int
 ) -> dict:
-    """The validation metrics at `step`, through the one suffix path without labels (`scorer`: the
+    """The validation metrics at `step`, through the one suffix path without labels (`freezer.scorer`: the
     TrainablePart outside DDP, which only syncs gradients). A NaN or inf logit or loss raises
     FloatingPointError, so that such an evaluation is never logged, saved or selected."""
     finite = []
+    cache = freezer.cache
 
     def forward(batch: batching.Batch) -> torch.Tensor:
         hidden = cache.hidden("validation", batch) if cache else None  # None: the whole encoder runs
-        logits = scorer(hidden, batch.input_ids, batch.attention_mask, batch.token_type_ids)
+        logits = freezer.scorer(hidden, batch.input_ids, batch.attention_mask, batch.token_type_ids)
         finite.append(bool(torch.isfinite(logits).all()))
         tick()  # the eval bar
         return logits

@@ -53,7 +53,7 @@ def args(model, data, out, spec):
         "--train-size",
         "0",
         "--freeze",
-        spec,
+        *spec.split(),  # a spec, and maybe more flags: "0 --freeze-schedule ..."
         "--threads",
         "1",
         "--device",
@@ -82,7 +82,8 @@ def test_train_leaves_the_group_after_success_and_failure(
     assert calls == [True, False]  # after an error: no barrier, since the peers may never reach it
 
 
-@pytest.mark.parametrize("spec", ["1", "bitfit"])
+# a freeze schedule re-wraps DDP at each growth (issue 20): 12 steps, depth 0 -> -1 at step 4 -> 1 at 8
+@pytest.mark.parametrize("spec", ["1", "bitfit", "0 --freeze-schedule 0@0,-1@4,1@8"])
 def test_two_ranks_match_one_process(dropout_free_model, toy_data, tmp_path, spec):
     single = main(args(dropout_free_model, toy_data, tmp_path / "single", spec))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -107,6 +108,7 @@ def test_two_ranks_match_one_process(dropout_free_model, toy_data, tmp_path, spe
     assert (tmp_path / "ddp" / "summary.json").is_file()
     ddp = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert ddp["world_size"] == 2 and ddp["steps"] == single["steps"] == 12
+    assert ddp["freeze_events"] == single["freeze_events"]
     one = load_file(str(tmp_path / "single" / "last" / "model.safetensors"))
     two = load_file(str(tmp_path / "ddp" / "last" / "model.safetensors"))
     # Same math, other summation order (two half-batch means averaged by all-reduce vs one mean):

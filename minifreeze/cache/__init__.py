@@ -31,6 +31,7 @@ import json
 import os
 import shutil
 import time
+from functools import partial
 
 import numpy as np
 import torch
@@ -167,13 +168,15 @@ def build(
     max_gb: float = DEFAULT_MAX_GB,
     spec: str = "",
     on_device: bool | None = None,
+    grow_from: FrozenCache | None = None,
 ) -> FrozenCache:
     """Find or compute the prefix output of every example of `splits`; run under the training autocast.
 
     `splits` maps a name ("train", "validation") to its encoded examples; `FrozenCache.hidden(name, batch)`
     later looks a batch up by `batch.index`. `spec` (the --freeze spec) only words the refusals.
     `on_device`: move the in-memory shards to `device` (None: on CUDA when they fit in GPU_SHARE of its
-    free memory; on CPU they are there already).
+    free memory; on CPU they are there already). `grow_from`: a cache of the same splits at a shallower
+    depth; missing examples then run only the layers between the two depths on its rows (progressive.py).
     """
     check_cacheable(model, spec)
     if dtype not in DTYPES:
@@ -194,7 +197,8 @@ def build(
             if h not in store.index and h not in missing:
                 missing[h] = (name, i)
     if missing:
-        store.add(_compute_shard(model, splits, missing, store, pad_id, batch_size, device, description))
+        run = partial(_grow, model, grow_from) if grow_from is not None else _prefix_output(model)
+        store.add(_compute_shard(model, splits, missing, store, pad_id, batch_size, device, description, run))
     where, used = {}, set()
     for name, encoded in splits.items():
         rows = np.empty((len(encoded), 3), dtype=np.int64)
@@ -224,6 +228,8 @@ def build(
         "device": str(shards[0].vectors.device) if shards else "cpu",
         "hash_seconds": hash_seconds,
         "build_seconds": time.perf_counter() - started,
+        "frozen_blocks": model.encoder.frozen_blocks,
+        "grown_from": grow_from.stats["frozen_blocks"] if grow_from is not None else None,
     }
     return FrozenCache(model, store, where, stats, home)
 
@@ -233,8 +239,26 @@ def gpu_can_hold(nbytes: int, device: torch.device) -> bool:
     return nbytes <= GPU_SHARE * free
 
 
-def _compute_shard(model, splits, missing, store: Store, pad_id, batch_size, device, description) -> Shard:
-    """Run the prefix over the missing examples (longest first, little padding) into a new shard."""
+def _prefix_output(model):
+    return lambda name, batch: model.encoder.prefix(
+        batch.input_ids, batch.attention_mask, batch.token_type_ids
+    )
+
+
+def _grow(model, source: FrozenCache, name: str, batch: batching.Batch) -> torch.Tensor:
+    """The prefix output at the model's depth from `source`'s rows at a shallower one: only the layers in
+    between run (their inputs are the rows the deeper prefix itself would compute, padding aside)."""
+    encoder = model.encoder
+    h, mask = source.hidden(name, batch), encoder.key_mask(batch.attention_mask)
+    for layer in encoder.layers[max(source.stats["frozen_blocks"] - 1, 0) : encoder.frozen_layers]:
+        h = layer(h, mask)
+    return h
+
+
+def _compute_shard(
+    model, splits, missing, store: Store, pad_id, batch_size, device, description, run
+) -> Shard:
+    """Run the prefix (`run(split, batch)`) over the missing examples (longest first) into a new shard."""
     owners = list(missing.values())  # (split, index) of each example to compute
     lengths = np.array([splits[name].lengths[i] for name, i in owners], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -262,8 +286,7 @@ def _compute_shard(model, splits, missing, store: Store, pad_id, batch_size, dev
                     picked = [mine[r] for r in batch_rows]
                     batch = batching.collate(splits[name], [owners[j][1] for j in picked], pad_id, 8)
                     batch = batch.to(device)
-                    out = model.encoder.prefix(batch.input_ids, batch.attention_mask, batch.token_type_ids)
-                    out = out.to("cpu", DTYPES[store.dtype])
+                    out = run(name, batch).to("cpu", DTYPES[store.dtype])
                     for r, j in enumerate(picked):
                         vectors[offsets[j] : offsets[j + 1]] = out[r, : lengths[j]]
     except BaseException:  # an error, or Ctrl-C: leave no half-written shard (it may be GBs) behind

@@ -114,6 +114,10 @@ class Registry:
     def store(self, key: str, dtype: str, folder: Path | None) -> Store:
         return self.stores.setdefault((key, str(folder)), Store(key, dtype, folder))
 
+    def drop(self, store: Store) -> None:
+        """Forget a store (its memory goes; its disk shards stay), e.g. a progressive run's grown cache."""
+        self.stores.pop((store.key, str(store.folder)), None)
+
     def room(self) -> int:
         """Bytes that may still be held in memory (the bound is the latest build's --cache-max-gb)."""
         used = sum(s.vectors.nbytes for st in self.stores.values() for s in st.shards if s.in_memory)

@@ -44,6 +44,11 @@ class SweepConfig:
     """The grid and the sweep's own options; the training options come from TrainConfig."""
 
     freeze: str = cli.option("0,-1,2,4,8,10,12", "comma-separated freeze specs (a leading -: --freeze=-1,0)")
+    schedules: str = cli.option(
+        "",
+        "freeze schedules to add to the grid, separated by ';' (their points use commas): "
+        "'linear:0-4;auto;0@0,2@1ep'; auto starts at depth 0 here (default: none)",
+    )
     train_sizes: str = cli.option("50,100,200,500,1000", "comma-separated train sizes (0 = all)")
     seeds: str = cli.option("5", "a count N (seeds 0..N-1) or a list: 3,4 (or 7, for seed 7 alone)")
     out: str | None = cli.option(None, "sweep folder: runs/, runs.csv, summary.md, plots")
@@ -58,7 +63,7 @@ class SweepConfig:
 
 
 # Set per run by the grid (or forced by the sweep), so not options of the sweep.
-GRID_FIELDS = {"freeze", "train_size", "seed", "out", "overwrite", "resume", "progress"}
+GRID_FIELDS = {"freeze", "freeze_schedule", "train_size", "seed", "out", "overwrite", "resume", "progress"}
 PROTOCOL = {"epochs": 10, "batch_size": 16, "lr": 5e-5, "warmup": "1ep", "eval_every": "0.5ep"}
 TRAIN_FIELDS = [f for f in dataclasses.fields(train.TrainConfig) if f.name not in GRID_FIELDS]
 
@@ -77,9 +82,14 @@ SweepOptions = dataclasses.make_dataclass(
 SweepOptions.__doc__ = "SweepConfig + TrainConfig fields (protocol defaults): what the sweep CLI parses."
 
 
-def run_name(spec: str, size: int, seed: int) -> str:
-    safe = "".join(c if c.isalnum() or c in "-." else "_" for c in spec)
-    return f"freeze{safe}-n{size}-s{seed}"
+def run_name(spec: str, size: int, seed: int, schedule: str | None = None) -> str:
+    safe = "".join(c if c.isalnum() or c in "-." else "_" for c in schedule or spec)
+    return f"{'schedule' if schedule else 'freeze'}{safe}-n{size}-s{seed}"
+
+
+def schedule_label(schedule: str) -> str:
+    """A scheduled run's `freeze` column in runs.csv and the tables: one spec among the fixed ones."""
+    return f"schedule:{schedule}"
 
 
 def parse_ints(text: str, option: str) -> list[int]:
@@ -91,7 +101,8 @@ def parse_ints(text: str, option: str) -> list[int]:
 
 def make_grid(opts, root: Path) -> list[train.TrainConfig]:
     """One TrainConfig per run, seed-major: a sweep cut short has complete curves for its first seeds."""
-    specs = [s.strip() for s in opts.freeze.split(",") if s.strip()]
+    specs = [(s.strip(), None) for s in opts.freeze.split(",") if s.strip()]
+    specs += [("0", s.strip()) for s in opts.schedules.split(";") if s.strip()]  # a schedule's start: 0
     sizes = parse_ints(opts.train_sizes, "train-sizes")
     seeds = parse_ints(opts.seeds, "seeds")
     if len(seeds) == 1 and "," not in opts.seeds:
@@ -100,12 +111,13 @@ def make_grid(opts, root: Path) -> list[train.TrainConfig]:
         raise MinifreezeError("the grid is empty: give --freeze, --train-sizes and --seeds values")
     base = train.TrainConfig(**{f.name: getattr(opts, f.name) for f in TRAIN_FIELDS})
     grid = []
-    for seed, size, spec in itertools.product(seeds, sizes, specs):
+    for seed, size, (spec, schedule) in itertools.product(seeds, sizes, specs):
         cfg = dataclasses.replace(
-            base, freeze=spec, train_size=size, seed=seed, out=str(root / "runs" / run_name(spec, size, seed)),
-            overwrite=True, resume=False, progress=False,
+            base, freeze=spec, freeze_schedule=schedule, train_size=size, seed=seed,
+            out=str(root / "runs" / run_name(spec, size, seed, schedule)), overwrite=True, resume=False,
+            progress=False,
         )  # fmt: skip
-        if getattr(cfg, "cache_frozen", False) and not cache_allowed(spec, cfg.frozen_dropout):
+        if cfg.cache_frozen and not (schedule or cache_allowed(spec, cfg.frozen_dropout)):
             cfg = dataclasses.replace(cfg, cache_frozen=False)  # freeze 0 etc.: no prefix to cache
         grid.append(cfg)
     return grid
@@ -183,13 +195,15 @@ def collect_row(cfg: train.TrainConfig) -> dict | None:
     if not run_dir.is_dir():
         return None
     row = {"run": run_dir.name, **{k: v for k, v in dataclasses.asdict(cfg).items() if k != "out"}}
+    if cfg.freeze_schedule:
+        row["freeze"] = schedule_label(cfg.freeze_schedule)
     if (run_dir / "failed.json").is_file():
         return row | {"status": "failed", **json.loads((run_dir / "failed.json").read_text())}
     if not is_finished(run_dir):
         return row | {"status": "incomplete", "error": "interrupted; runs again on restart"}
     summary = json.loads((run_dir / "summary.json").read_text())
     row |= {"status": "ok", "error": "", **summary.pop("metrics")}
-    row |= {k: v for k, v in summary.items() if k in LEAD}
+    row |= {k: v for k, v in summary.items() if k in LEAD and k not in row}
     evals = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
     row["eval_seconds"] = sum(r["examples"] / r["samples_per_second"] for r in evals)
     # Each metric at its own best evaluation, whichever checkpoint the selection kept: what a study that
