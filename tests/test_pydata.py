@@ -170,7 +170,7 @@ REFUSALS = [
     (
         [("a", 0), ("b", 1), ("c", 0.5)],
         None,
-        r"train_data, index 2: .* a number with decimals \(regression\)",
+        r"train_data, index 2: .* a number with decimals; .* train with --problem-type regression",
     ),
     ([{"text": "a", "label": 0}, {"text": "b"}], None, "train_data, index 1: missing label"),
     ({"text": ["a", float("nan")], "label": [0, 1]}, None, "train_data, index 1: 'text' is empty"),
