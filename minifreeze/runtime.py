@@ -11,6 +11,7 @@ import contextlib
 import json
 import re
 import resource
+import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -78,3 +79,39 @@ def peak_memory(device: torch.device) -> tuple[float, str]:
         return int(line.split()[1]) / 1024, "rss high-water mark"
     except (OSError, StopIteration):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "ru_maxrss (process lifetime)"
+
+
+class Laps:
+    """Where a run's wall time went (summary.json "timings", seconds per phase): `lap(phase)` charges the
+    time since the last lap to a phase; `timed(phase, fn)` charges each call of fn. A user comparing whole
+    runs needs to see loading, tokenizing, the cache build, evaluation and checkpoint writes apart from
+    the training steps: that is where a whole run and an epoch benchmark differ."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.mark = time.perf_counter()
+
+    def add(self, phase: str, seconds: float) -> None:
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.add(phase, now - self.mark)
+        self.mark = now
+
+    def timed(self, phase: str, fn):
+        def call(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.add(phase, time.perf_counter() - start)
+
+        return call
+
+    def report(self, loop: str = "loop") -> dict[str, float]:
+        """The phases, with the loop's time less what `timed` charged inside it called "train_steps"."""
+        inside = sum(v for k, v in self.seconds.items() if k in ("evaluation", "checkpoint_writes"))
+        out = {k: v for k, v in self.seconds.items() if k != loop}
+        out["train_steps"] = self.seconds.get(loop, 0.0) - inside
+        return {k: round(v, 3) for k, v in out.items()}

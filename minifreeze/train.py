@@ -33,7 +33,7 @@ from .model import load_model
 from .optim import make_optimizer, make_scheduler
 from .resume import Progress, load_state, save_state
 from .run_folder import RunFolder, disk_error, disk_errors
-from .runtime import autocast, pick_device, write_json
+from .runtime import Laps, autocast, pick_device, write_json
 from .scoring import evaluate_split
 from .task import task_record
 from .tokenizer import load_tokenizer
@@ -242,11 +242,14 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
     torch.manual_seed(cfg.seed)
 
     # ---------------------------------------------------------------- data
+    laps = Laps()  # summary.json "timings": where the wall time went
     dataset, train_split = load_training_data(cfg, *python_data)
+    laps.lap("data")
     tokenizer = load_tokenizer(cfg.model)
     max_length = tokenizer.capped_length(cfg.max_length)  # longer would index past the positions (warns)
     train_set = data.encode_split(train_split, tokenizer, max_length)
     eval_set = data.encode_split(dataset.validation, tokenizer, max_length)
+    laps.lap("tokenize")
     baseline = problem.baseline(kind, train_split.labels, dataset.validation.labels)
     say(
         f"data: {dataset.name}: {len(train_set):,} train / {len(eval_set):,} validation examples, "
@@ -280,6 +283,7 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
         + (f"\nfreeze schedule {schedule.text}: starts at depth {schedule.start}" if schedule else "")
     )
     model.trained_names = set(plan.trainable)  # DIR/last keeps these when a schedule freezes them later
+    laps.lap("model")
 
     # ---------------------------------------------------------------- frozen cache
     cache = None
@@ -287,6 +291,7 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
     if cfg.cache_frozen and (schedule is None or plan.prefix_blocks):  # else from the first freeze on
         cache = build_cache(cfg, model, splits, tokenizer.pad_id, device)  # the prefix, once per example
         say(cache.report())
+    laps.lap("cache_build")
 
     # ---------------------------------------------------------------- optimizer and schedule
     micro_batch = cfg.batch_size // cfg.grad_accum
@@ -335,8 +340,10 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
 
     log = runlog.RunLog(cfg, out, info, progress, total_steps, steps_per_epoch)  # bars, logs, TensorBoard
     evaluate = partial(validation_metrics, model, freezer, eval_set, tokenizer.pad_id, cfg, device, log)
+    evaluate, save = laps.timed("evaluation", evaluate), laps.timed("checkpoint_writes", log_and_save)
 
     # ---------------------------------------------------------------- loop
+    laps.lap("setup")  # optimizer, run folder, resume, compile and DDP wiring
     model.train()
     stop = StopRequested()
     say(log.banner(model, plan, device, (len(train_set), len(eval_set))))
@@ -377,7 +384,7 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
                 epochs = epoch + done / steps_per_epoch
                 record = {"step": progress.step, "epoch": epochs, "train_loss": loss_sum, "lr": lr, **result}
                 record |= {"freeze_depth": freezer.depth, "wall_seconds": time.time() - started}
-                improved = log_and_save(folder, trained, progress, record, metric, save_best)
+                improved = save(folder, trained, progress, record, metric, save_best)
                 best_metrics = result if improved else best_metrics
                 log.evaluated(record)
                 saved_step = progress.step
@@ -396,6 +403,7 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
         stop.restore()
 
     # ---------------------------------------------------------------- summary
+    laps.lap("loop")
     best_metrics = best_metrics or best_logged(out / "metrics.jsonl", metric)  # resumed past the best
     real, padded = distributed.all_sum([progress.real_tokens, progress.padded_tokens], info)
     summary = {
@@ -424,6 +432,7 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
         "dataset": dataset.name,
         "train_examples": len(train_set),
         "wall_seconds": time.time() - started,
+        "timings": laps.report(),  # seconds: data, tokenize, model, cache_build, setup, train_steps, ...
     }
     if info.is_main:
         with disk_errors(out):

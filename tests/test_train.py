@@ -76,6 +76,19 @@ def test_train_writes_the_contract_and_learns(toy_model, toy_data, tmp_path):
     assert config["freeze"] == "1" and config["lr"] == 3e-3
     model = minifreeze.load_model(tmp_path / "run" / "model")
     assert model.config.id2label == {0: "0", 1: "1"} or len(model.config.id2label) == 2
+    phases = {
+        "data",
+        "tokenize",
+        "model",
+        "cache_build",
+        "setup",
+        "train_steps",
+        "evaluation",
+        "checkpoint_writes",
+    }
+    timings = saved["timings"]  # where the wall time went: the phases add up to it, none negative
+    assert set(timings) == phases and min(timings.values()) >= 0 and timings["evaluation"] > 0
+    assert sum(timings.values()) == pytest.approx(saved["wall_seconds"], rel=0.05, abs=0.05)
 
 
 def test_frozen_layers_unchanged_in_the_saved_model(toy_model, toy_data, tmp_path):
