@@ -89,3 +89,18 @@ def test_published_setups_table(name):
         f"{m['mcc']:.3f} | {summary['train_samples_per_second']:.0f} |"
     )
     in_results_doc(row)
+
+
+def test_delta_sizes_table():
+    """The README's delta table, row by row, from the committed benchmarks/results file."""
+    path = REPO / "benchmarks" / "results" / "cpu-amd-epyc-2t" / "delta_sizes.json"
+    rows = json.loads(path.read_text())["rows"]
+    assert {r["freeze"] for r in rows} == {"head", "bitfit", "top:2", "4", "random:0.9"}
+    mb = 2**20
+    for r in rows:
+        in_readme(
+            f"| {r['model']} | `{r['freeze']}` | {r['full_bytes'] / mb:.1f} MB | {r['delta_bytes'] / mb:.3f} MB "
+            f"({r['delta_share']:.2%}) | {r['last_full_bytes'] / mb:.0f} -> {r['last_bytes'] / mb:.1f} MB | "
+            f"{r['run_share_round1']:.1%} -> {r['run_share_now']:.1%} | {r['load_ratio']:.2f} |"
+        )
+    assert max(r["delta_share"] for r in rows if r["freeze"] == "bitfit") < 0.01  # the issue's bar
