@@ -104,3 +104,20 @@ def test_delta_sizes_table():
             f"{r['run_share_round1']:.1%} -> {r['run_share_now']:.1%} | {r['load_ratio']:.2f} |"
         )
     assert max(r["delta_share"] for r in rows if r["freeze"] == "bitfit") < 0.01  # the issue's bar
+
+
+def test_whole_run_against_the_trainer():
+    """The README's headline speed claim: ours / Trainer wall time and held-out accuracy per depth, from the
+    committed benchmarks/e2e.py results (medians over the alternated runs)."""
+    import statistics
+
+    rows = json.loads((REPO / "benchmarks" / "results" / "cpu-amd-epyc-2t" / "e2e.json").read_text())["rows"]
+
+    def median(side: str, depth: int, key: str) -> float:
+        return statistics.median(r[key] for r in rows if r["side"] == side and r["depth"] == depth)
+
+    ratios = {d: median("ours", d, "wall_s") / median("trainer", d, "wall_s") for d in (0, 4)}
+    in_readme(f"ours / Trainer wall time **{ratios[0]:.2f} at depth 0 and {ratios[4]:.2f} at depth 4**")
+    acc = {(s, d): median(s, d, "held_out_accuracy") for s in ("ours", "trainer") for d in (0, 4)}
+    in_readme(f"{acc['ours', 0]:.3f} vs {acc['trainer', 0]:.3f} at depth 0")
+    in_readme(f"{acc['ours', 4]:.3f} vs {acc['trainer', 4]:.3f} at depth 4")
