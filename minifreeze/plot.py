@@ -106,5 +106,10 @@ def main(argv: list[str] | None = None) -> Path:
     return out
 
 
+def entry() -> None:
+    """The console script minifreeze-plot: `main` as the command line runs it."""
+    cli.run(main)
+
+
 if __name__ == "__main__":
     cli.run(main)
