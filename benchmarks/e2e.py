@@ -5,14 +5,19 @@
 Both sides get the same data and protocol: N stratified SST-2 training examples, a disjoint selection set
 of --select examples from the training file (evaluated every epoch; the best epoch's model is kept), and
 the SST-2 validation file as the held-out test that the selection never saw. Batch 16, lr 5e-5, linear
-decay without warm-up, weight decay 0.01, max length 64, --threads torch threads, seed 0.
-  ours     `minifreeze.train.train` in this process, `--freeze K` (with --cache-frozen at K > 0 unless
-           --no-cache), length-grouped batches; its summary.json carries where the time went
+decay without warm-up, weight decay 0.01, max length 64, --threads torch threads; repetition r uses
+seed r on both sides, so the held-out accuracies are medians over seeds, not one seed timed again.
+  ours     `minifreeze.train.train` in this process, `--freeze K` with `--cache-frozen auto` (off with
+           --no-cache) and the default `--packing auto`, length-grouped batches; its summary.json carries
+           where the time went
   trainer  `transformers.Trainer` as the blog posts run it: AutoModelForSequenceClassification, the bottom
            K layers and the embeddings set `requires_grad=False`, DataCollatorWithPadding, random
            batches, eval and save every epoch, load_best_model_at_end
 Wall time covers everything from loading the model to the best model saved; the held-out accuracy is
-then computed by each side's own code. Runs alternate (ours, trainer, trainer, ours, ...) and repeat
+then computed by each side's own code. The FLOP limit is the time the run's GEMMs on its real tokens
+alone would take at this CPU's measured fp32 rate for those very shapes (`flop_limit`): forward and
+backward (3x the forward) of the trainable layers, the forward of the frozen ones (once, with the cache),
+the forward over the selection set at each evaluation. Runs alternate (ours, trainer, trainer, ours, ...) and repeat
 --reps times; the report gives medians with min-max. Writes benchmarks/results/<machine>/e2e.{json,md}.
 The Trainer needs `accelerate` (in the test extra). Time it alone: on 2 cores any other job skews it.
 """
@@ -59,24 +64,30 @@ def held_out(args) -> Path:
     return Path(args.data_dir) / args.dataset / "validation.tsv"
 
 
-def run_ours(args, depth: int, folder: Path, out: Path) -> dict:
+def run_ours(args, depth: int, folder: Path, out: Path, seed: int) -> dict:
     from minifreeze import evaluate
     from minifreeze.train import TrainConfig, train
 
     start = time.perf_counter()
-    cache = depth > 0 and not args.no_cache
+    cache = False if args.no_cache else "auto"
     cfg = TrainConfig(
         model=args.model, dataset=str(folder), freeze=str(depth), epochs=args.epochs, batch_size=16,
-        lr=5e-5, warmup="0", weight_decay=0.01, max_length=64, threads=args.threads, seed=0,
+        lr=5e-5, warmup="0", weight_decay=0.01, max_length=64, threads=args.threads, seed=seed,
         eval_every="1ep", out=str(out), progress=False, cache_frozen=cache, train_size=None,
     )  # fmt: skip
     summary = train(cfg)
     wall = time.perf_counter() - start
     scored = evaluate.main(["--model", str(out / "model"), "--dataset", str(held_out(args))])
-    return {"wall_s": wall, "held_out_accuracy": scored["accuracy"], "breakdown": summary.get("timings")}
+    timings = summary.get("timings")
+    return {
+        "wall_s": wall,
+        "held_out_accuracy": scored["accuracy"],
+        "breakdown": timings,
+        "cached": bool(summary["cache"]),
+    }
 
 
-def run_trainer(args, depth: int, folder: Path, out: Path) -> dict:
+def run_trainer(args, depth: int, folder: Path, out: Path, seed: int) -> dict:
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
@@ -87,7 +98,7 @@ def run_trainer(args, depth: int, folder: Path, out: Path) -> dict:
     )  # fmt: skip
 
     start = time.perf_counter()
-    set_seed(0)
+    set_seed(seed)
     path = str(resolve_model(args.model))
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -111,7 +122,7 @@ def run_trainer(args, depth: int, folder: Path, out: Path) -> dict:
         output_dir=str(out), per_device_train_batch_size=16, per_device_eval_batch_size=64,
         num_train_epochs=args.epochs, learning_rate=5e-5, weight_decay=0.01, lr_scheduler_type="linear",
         eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
-        metric_for_best_model="accuracy", save_total_limit=1, report_to=[], use_cpu=True, seed=0,
+        metric_for_best_model="accuracy", save_total_limit=1, report_to=[], use_cpu=True, seed=seed,
         dataloader_num_workers=0, disable_tqdm=True, logging_strategy="no",
     )  # fmt: skip
     trainer = Trainer(
@@ -122,14 +133,72 @@ def run_trainer(args, depth: int, folder: Path, out: Path) -> dict:
     trainer.train()
     wall = time.perf_counter() - start
     accuracy_held_out = trainer.predict(encode(held_out(args))).metrics["test_accuracy"]
-    return {"wall_s": wall, "held_out_accuracy": accuracy_held_out, "breakdown": None}
+    return {"wall_s": wall, "held_out_accuracy": accuracy_held_out, "breakdown": None, "cached": False}
 
 
 SIDES = {"ours": run_ours, "trainer": run_trainer}
+ROWS = 384  # GEMM rows the rates are measured at: a batch of 16 x ~24 real tokens
+
+
+def gemm_rates(model_name: str) -> dict[tuple[int, int], float]:
+    """FLOP/s of this CPU's fp32 GEMM for each weight shape of a layer ([ROWS, K] @ [K, N]), best of 5."""
+    from minifreeze.config import load_config
+
+    cfg = load_config(resolve_model(model_name))
+    h, f = cfg.hidden_size, cfg.intermediate_size
+    rates = {}
+    for k, n in {(h, h), (h, f), (f, h)}:
+        a, b = torch.randn(ROWS, k), torch.randn(k, n)
+        a @ b  # warm-up
+        best = min(timed_once(torch.mm, a, b) for _ in range(5))
+        rates[(k, n)] = 2 * ROWS * k * n / best
+    return rates
+
+
+def timed_once(fn, *args) -> float:
+    start = time.perf_counter()
+    for _ in range(20):
+        fn(*args)
+    return (time.perf_counter() - start) / 20
+
+
+def flop_limit(args, depth: int, folder: Path, rates: dict, cached: bool) -> float:
+    """Seconds the run's GEMMs on real tokens would take at `rates` (module doc); attention's two products
+    (Q K^T and P V: 4 x length x H per token) are counted at the [H, H] rate."""
+    from minifreeze import load_tokenizer
+    from minifreeze.config import load_config
+
+    cfg = load_config(resolve_model(args.model))
+    h, f, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_layers
+    tokenizer = load_tokenizer(str(resolve_model(args.model)))
+
+    def layer_seconds(split: str) -> float:  # one forward of one layer over the split's real tokens
+        texts, _ = read_tsv(folder / f"{split}.tsv")
+        lengths = [len(ids) for ids in tokenizer.encode(texts, max_length=64).input_ids]
+        tokens, pairs = sum(lengths), sum(n * n for n in lengths)
+        linear = tokens * (
+            2 * 4 * h * h / rates[(h, h)] + 2 * h * f / rates[(h, f)] + 2 * f * h / rates[(f, h)]
+        )
+        return linear + 4 * pairs * h / rates[(h, h)]
+
+    train, select = layer_seconds("train"), layer_seconds("validation")
+    frozen, trainable = depth, layers - depth
+    epochs = args.epochs
+    prefix_passes = 1 if cached else epochs
+    return (
+        epochs * trainable * 3 * train
+        + prefix_passes * frozen * train  # training
+        + epochs * (trainable + (0 if cached else frozen)) * select
+        + (frozen * select if cached else 0)
+    )
 
 
 def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
+
+
+def acc_spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})" if values else "—"
 
 
 def report(rows: list[dict], args) -> str:
@@ -140,13 +209,17 @@ def report(rows: list[dict], args) -> str:
         wall = {s: [r["wall_s"] for r in side[s]] for s in SIDES}
         acc = {s: [r["held_out_accuracy"] for r in side[s]] for s in SIDES}
         ratio = statistics.median(wall["ours"]) / statistics.median(wall["trainer"])
+        limit = [r["flop_limit_s"] for r in side["ours"] if "flop_limit_s" in r]
+        over_limit = statistics.median(wall["ours"]) / statistics.median(limit) if limit else None
         body.append([
             depth, spread(wall["ours"]), spread(wall["trainer"]), f"{ratio:.2f}",
-            f"{statistics.median(acc['ours']):.3f}", f"{statistics.median(acc['trainer']):.3f}",
+            acc_spread(acc["ours"]), acc_spread(acc["trainer"]),
+            f"{statistics.median(limit):.1f}" if limit else "—", f"{over_limit:.2f}" if limit else "—",
         ])  # fmt: skip
     header = ["frozen layers", "ours, s (min-max)", "Trainer, s (min-max)", "ours / Trainer, wall",
-              "held-out acc, ours", "held-out acc, Trainer"]  # fmt: skip
-    lines += markdown_table(header, "rrrrrr", body)
+              "held-out acc, ours (min-max)", "held-out acc, Trainer (min-max)", "FLOP limit, s",
+              "ours / limit"]  # fmt: skip
+    lines += markdown_table(header, "rrrrrrrr", body)
     breakdowns = [r for r in rows if r["side"] == "ours" and r["breakdown"]]
     if breakdowns:
         keys = list(breakdowns[0]["breakdown"])
@@ -156,7 +229,7 @@ def report(rows: list[dict], args) -> str:
             mine = [r["breakdown"] for r in breakdowns if r["depth"] == depth]
             table.append([depth, *(f"{statistics.median(b[k] for b in mine):.1f}" for k in keys)])
         lines += markdown_table(["frozen layers", *keys], "r" * (len(keys) + 1), table)
-    lines += ["", f"{args.reps} runs per side and depth, alternated; {args.train_size} training examples, "
+    lines += ["", f"{args.reps} runs per side and depth (seeds 0-{args.reps - 1}), alternated; {args.train_size} training examples, "
               f"{args.select} for selection, {args.epochs} epochs, {args.threads} threads, "
               f"held out: {args.dataset}/validation.tsv."]  # fmt: skip
     return "\n".join(lines)
@@ -189,11 +262,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             folder = split_data(args, Path(tmp))
+            rates = gemm_rates(args.model)
             sides = args.sides.split(",")
             for rep in range(args.reps):
                 for depth in (int(d) for d in args.depths.split(",")):
                     for side in sides if rep % 2 == 0 else sides[::-1]:  # alternate who goes first
-                        result = SIDES[side](args, depth, folder, Path(tmp) / f"{side}-{depth}-{rep}")
+                        work = Path(tmp) / f"{side}-{depth}-{rep}"
+                        result = SIDES[side](args, depth, folder, work, rep)
+                        if side == "ours":
+                            result["flop_limit_s"] = flop_limit(args, depth, folder, rates, result["cached"])
                         rows.append({"side": side, "depth": depth, "rep": rep, **result})
                         print(side, depth, rep, f"{result['wall_s']:.1f} s", flush=True)
     finally:

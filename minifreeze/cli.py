@@ -32,11 +32,18 @@ def option(
     choices: tuple | None = None,
     positional: bool = False,
     aliases: tuple = (),
+    or_auto: bool = False,
 ) -> Any:
     """A dataclass field that knows its command-line help, and other spellings of its flag (`aliases`,
     such as transformers' Trainer's): a flag string means exactly the same, a (flag, convert) pair
     takes a value that `convert` turns into this option's."""
-    meta = {"help": help, "choices": choices, "positional": positional, "aliases": aliases}
+    meta = {
+        "help": help,
+        "choices": choices,
+        "positional": positional,
+        "aliases": aliases,
+        "or_auto": or_auto,
+    }
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -92,6 +99,14 @@ def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentPar
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
         if meta.get("positional"):
             parser.add_argument(f.name, nargs="*", default=default, help=meta["help"])
+        elif kind is bool and meta.get("or_auto"):  # --X, --X auto, --X on|off, --no-X
+            flag = "--" + f.name.replace("_", "-")
+            parser.add_argument(
+                flag, dest=f.name, nargs="?", const=True, type=on_off_auto, default=default, help=meta["help"]
+            )
+            parser.add_argument(
+                "--no-" + flag[2:], dest=f.name, action="store_const", const=False, help=argparse.SUPPRESS
+            )
         elif kind is bool:
             parser.add_argument(
                 "--" + f.name.replace("_", "-"),
@@ -119,6 +134,14 @@ def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentPar
     if {"batch_size", "grad_accum"} <= {f.name for f in dataclasses.fields(cls)}:
         add_trainer_batch_flags(parser)
     return parser
+
+
+def on_off_auto(text: str) -> bool | str:
+    """The value of an on/off option that also takes "auto" (the run decides; see its help)."""
+    value = {"auto": "auto", "on": True, "true": True, "yes": True, "off": False, "false": False, "no": False}
+    if text.lower() not in value:
+        raise argparse.ArgumentTypeError(f"{text!r}: use auto, on or off")
+    return value[text.lower()]
 
 
 def same_flags(meta: Mapping) -> list[str]:
@@ -228,6 +251,11 @@ def given_only(cls: type, prog: str, description: str, argv: list[str] | None) -
 
 def coerce(value: Any, f: dataclasses.Field, path: Path) -> Any:
     kind, is_list = base_type(f.type)
+    if f.metadata.get("or_auto") and isinstance(value, str):
+        try:
+            return on_off_auto(value)
+        except argparse.ArgumentTypeError as err:
+            raise MinifreezeError(f"--config {path}: option {f.name} = {err}") from None
     try:
         if is_list:
             items = value if isinstance(value, list) else str(value).split(",")

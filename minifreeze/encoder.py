@@ -10,6 +10,12 @@ minifreeze; `freezing.py` decides k, this file only honours it.
 
 Every layer is post-LayerNorm (the original BERT recipe, shared by all three families):
     h = LayerNorm(h + Attention(h));  h = LayerNorm(h + W2 act(W1 h))
+
+Packed layers (`Encoder.packing`): everything in a layer but attention works token by token, so the layers
+can run on the real tokens only, packed as rows [N_real, H]; only attention needs the per-sequence layout,
+and gets it by scattering Q, K, V into a zero-padded [B, T, 3H] and gathering its output back. Padding then
+costs no GEMM, GELU or LayerNorm. The padded path (and the textbook attention) stays: "auto" packs a batch
+only where padding is a large enough share to pay for the scatter and gather (measured: docs/internals.md).
 """
 
 from __future__ import annotations
@@ -22,6 +28,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ACTIVATIONS, FAMILIES, EncoderConfig
+
+PACKINGS = ("auto", "on", "off")
+# "auto" packs a batch when at most this share of its [B, T] slots are real tokens (docs/internals.md)
+PACK_BELOW_REAL_FRACTION = 0.85
+
+
+class Packing:
+    """Where the real tokens of a padded [B, T] batch sit: `pack` keeps their rows, `pad` puts them back."""
+
+    def __init__(self, attention_mask: torch.Tensor):
+        self.batch, self.length = attention_mask.shape
+        self.index = attention_mask.reshape(-1).nonzero().squeeze(1)  # positions in the flat [B * T]
+
+    def pack(self, h: torch.Tensor) -> torch.Tensor:
+        """[B, T, X] -> [N_real, X]"""
+        return h.reshape(-1, h.shape[-1]).index_select(0, self.index)
+
+    def pad(self, rows: torch.Tensor) -> torch.Tensor:
+        """[N_real, X] -> [B, T, X], zeros where the padding is"""
+        out = rows.new_zeros(self.batch * self.length, rows.shape[-1])
+        return out.index_copy(0, self.index, rows).view(self.batch, self.length, -1)
 
 
 class Embeddings(nn.Module):
@@ -74,15 +101,17 @@ class Layer(nn.Module):
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
-        return x.view(b, t, self.num_heads, -1).transpose(1, 2)  # [B, heads, T, head_dim]
+        return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # [B, heads, T, head_dim]
 
-    def attention(self, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """Multi-head self-attention; `mask` is bool [B, 1, 1, T], True where a key may be attended."""
-        q, k, v = (
-            self.split_heads(self.query(h)),
-            self.split_heads(self.key(h)),
-            self.split_heads(self.value(h)),
-        )
+    def attention(
+        self, h: torch.Tensor, mask: torch.Tensor | None, packing: Packing | None = None
+    ) -> torch.Tensor:
+        """Multi-head self-attention; `mask` is bool [B, 1, 1, T], True where a key may be attended.
+        With `packing`, `h` is the packed real tokens [N, H] (and so is the result)."""
+        q, k, v = self.query(h), self.key(h), self.value(h)
+        if packing is not None:  # one scatter for all three: [N, 3H] -> [B, T, 3H]
+            q, k, v = packing.pad(torch.cat((q, k, v), dim=-1)).split(q.shape[-1], dim=-1)
+        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
         p_drop = self.attention_dropout if self.training else 0.0
         if self.textbook_attention:
             # softmax(Q K^T / sqrt(d) + mask) V, spelled out: the same numbers SDPA computes.
@@ -93,10 +122,13 @@ class Layer(nn.Module):
         else:
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_drop)
         b, _, t, _ = ctx.shape
-        return self.attn_out(ctx.transpose(1, 2).reshape(b, t, -1))
+        ctx = ctx.transpose(1, 2).reshape(b, t, -1)
+        return self.attn_out(ctx if packing is None else packing.pack(ctx))
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        h = self.attn_norm(h + self.dropout(self.attention(h, mask)))
+    def forward(
+        self, h: torch.Tensor, mask: torch.Tensor | None, packing: Packing | None = None
+    ) -> torch.Tensor:
+        h = self.attn_norm(h + self.dropout(self.attention(h, mask, packing)))
         return self.ffn_norm(h + self.dropout(self.ffn_out(self.act(self.ffn_in(h)))))
 
 
@@ -112,6 +144,7 @@ class Encoder(nn.Module):
         self.frozen_dropout = (
             False  # True keeps dropout active in the frozen prefix (like requires_grad=False)
         )
+        self.packing = "auto"  # run the layers on the real tokens only: auto, on or off (module doc)
 
     def blocks(self) -> list[nn.Module]:
         return [self.embeddings, *self.layers]
@@ -140,6 +173,29 @@ class Encoder(nn.Module):
             return None
         return attention_mask.bool()[:, None, None, :]
 
+    def packing_for(self, attention_mask: torch.Tensor | None) -> Packing | None:
+        """The packing this batch's layers run with, or None for the padded path (module doc)."""
+        if attention_mask is None or self.packing == "off" or torch.compiler.is_compiling():
+            return None  # compiled graphs keep static shapes: N_real changes every batch
+        if self.packing == "auto":
+            real = int(attention_mask.sum())
+            if real >= PACK_BELOW_REAL_FRACTION * attention_mask.numel():
+                return None
+        return Packing(attention_mask)
+
+    def run_layers(self, layers, h: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """`layers` on the padded h [B, T, H], packed inside when `packing_for` says so."""
+        mask = self.key_mask(attention_mask)
+        packing = self.packing_for(attention_mask) if layers else None
+        if packing is None:
+            for layer in layers:
+                h = layer(h, mask)
+            return h
+        rows = packing.pack(h)
+        for layer in layers:
+            rows = layer(rows, mask, packing)
+        return packing.pad(rows)
+
     def prefix(
         self,
         input_ids: torch.Tensor,
@@ -150,20 +206,14 @@ class Encoder(nn.Module):
 
         With frozen_blocks = 0 the embeddings are trainable and run with autograd like everything else.
         """
-        mask = self.key_mask(attention_mask)
         grad = contextlib.nullcontext() if self.frozen_blocks == 0 else torch.no_grad()
         with grad:
             h = self.embeddings(input_ids, token_type_ids)
-            for layer in self.layers[: self.frozen_layers]:
-                h = layer(h, mask)
-        return h
+            return self.run_layers(self.layers[: self.frozen_layers], h, attention_mask)
 
     def suffix(self, h: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The trainable layers on top of the prefix output (also what a cached prefix feeds)."""
-        mask = self.key_mask(attention_mask)
-        for layer in self.layers[self.frozen_layers :]:
-            h = layer(h, mask)
-        return h
+        return self.run_layers(self.layers[self.frozen_layers :], h, attention_mask)
 
     def forward(
         self,

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from . import batching, cli, data, distributed, hub, problem, progressive, pydata, run_options, runlog
 from . import cache as frozen_cache
 from .delta import best_model_writer
+from .encoder import PACKINGS
 from .errors import MinifreezeError
 from .freezing import freeze
 from .model import load_model
@@ -138,8 +139,17 @@ class TrainConfig:
         choices=("off", "bf16", "fp16"),
     )
     compile: bool = cli.option(False, "torch.compile the model after freezing")
-    cache_frozen: bool = cli.option(
-        False, "run the frozen prefix once per example and train on its cached output (docs/cache.md)"
+    packing: str = cli.option(
+        "auto",
+        "run the layers on the real tokens only (padding costs no GEMM): auto packs a batch whose padding "
+        "pays for it (docs/internals.md); compiled graphs stay padded",
+        choices=PACKINGS,
+    )
+    cache_frozen: bool | str = cli.option(
+        False,
+        "run the frozen prefix once per example and train on its cached output (docs/cache.md); auto: "
+        "only where that saves prefix work (at least 1.5 prefix passes over the data without it)",
+        or_auto=True,
     )
     cache_dtype: str = cli.option(
         "fp32", "storage dtype of the frozen cache (fp32 is exact)", choices=tuple(frozen_cache.DTYPES)
@@ -270,6 +280,7 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
             f"{model.config.vocab_size}: tokenizer and model do not belong together"
         )
     model.to(device)
+    model.encoder.packing = cfg.packing
     model.task = task_record(cfg, dataset, tokenizer)  # saved with the model; predict and evaluate read it
     model.head.criterion = problem.training_loss(kind, cfg, train_split.labels, dataset.id2label)
 
@@ -288,6 +299,7 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
     # ---------------------------------------------------------------- frozen cache
     cache = None
     splits = {"train": train_set, "validation": eval_set}
+    cfg = frozen_cache.resolve_auto(cfg, plan, schedule, splits, say)  # --cache-frozen auto: on or off
     if cfg.cache_frozen and (schedule is None or plan.prefix_blocks):  # else from the first freeze on
         cache = build_cache(cfg, model, splits, tokenizer.pad_id, device)  # the prefix, once per example
         say(cache.report())
@@ -429,6 +441,7 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
         "freeze_events": progress.freeze_events,  # [{"step": s, "depth": d}]: from step s on, depth d
         "cache": freezer.cache.stats if freezer.cache else None,
         "compiled_graphs": compiled_graph_count() if cfg.compile else 0,
+        "packing": cfg.packing,
         "dataset": dataset.name,
         "train_examples": len(train_set),
         "wall_seconds": time.time() - started,

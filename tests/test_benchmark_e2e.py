@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import minifreeze
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -37,6 +39,8 @@ def test_both_sides_run_whole_and_the_ratio_is_of_the_medians(toy_model, toy_dat
     )
     assert [r["side"] for r in rows if r["depth"] == 0] == ["ours", "trainer", "trainer", "ours"]
     assert all(0.0 <= r["held_out_accuracy"] <= 1.0 for r in rows)
+    assert all(r["flop_limit_s"] > 0 for r in rows if r["side"] == "ours")
+    assert {r["rep"] for r in rows} == {0, 1}  # repetition r trains with seed r on both sides
     wall = {
         s: statistics.median(r["wall_s"] for r in rows if r["side"] == s and r["depth"] == 1)
         for s in ("ours", "trainer")
@@ -44,3 +48,22 @@ def test_both_sides_run_whole_and_the_ratio_is_of_the_medians(toy_model, toy_dat
     assert (
         "| 1 | " in (md := (folder / "e2e.md").read_text()) and f"{wall['ours'] / wall['trainer']:.2f}" in md
     )
+
+
+def test_flop_limit_counts_what_each_depth_runs(toy_model, toy_data, tmp_path):
+    """With the cache the frozen layers run once instead of once per epoch; a trainable layer costs 3
+    forwards (forward + backward) where a frozen one costs 1."""
+    from argparse import Namespace
+
+    args = Namespace(model=str(toy_model), data_dir=str(toy_data), dataset="toy", train_size=64, select=32)
+    args.data_seed, args.epochs = 0, 3
+    folder = e2e.split_data(args, tmp_path)
+    rates = {shape: 1e9 for shape in e2e.gemm_rates(str(toy_model))}
+    layers = minifreeze.load_model(toy_model).config.num_layers
+    full = e2e.flop_limit(args, 0, folder, rates, cached=False)
+    frozen = e2e.flop_limit(args, layers, folder, rates, cached=False)
+    cached = e2e.flop_limit(args, layers, folder, rates, cached=True)
+    assert full > frozen > cached > 0
+    assert frozen == pytest.approx(args.epochs * cached)
+    half = e2e.flop_limit(args, layers // 2, folder, rates, cached=False)
+    assert half == pytest.approx((full + frozen) / 2)

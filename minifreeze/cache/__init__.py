@@ -38,6 +38,7 @@ import torch
 
 from .. import batching, data
 from ..errors import MinifreezeError
+from .auto import MIN_PASSES, resolve_auto  # noqa: F401 - --cache-frozen auto
 from .store import (
     DTYPES,
     EXAMPLE_HASH_BYTES,

@@ -1,0 +1,71 @@
+"""Keeps benchmarks/packing.py and benchmarks/step_profile.py working on the tiny config: every requested
+fraction and depth gets a row, the ratio is of the reported medians' kind, the shares add up."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+packing = pytest.importorskip("benchmarks.packing")
+step_profile = pytest.importorskip("benchmarks.step_profile")
+
+
+@pytest.mark.parametrize("fraction", [1.0, 0.8, 0.5])
+def test_synthetic_lengths_hit_the_fraction(fraction):
+    lengths = packing.lengths_for(fraction, 16, 48, np.random.default_rng(0))
+    assert max(lengths) == 48 and min(lengths) >= 2 and len(lengths) == 16
+    assert abs(sum(lengths) / (16 * 48) - fraction) < 1 / 48
+
+
+def run(module, argv, tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        assert module.main([*argv, "--threads", "1", "--out", str(tmp_path)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    (folder,) = tmp_path.iterdir()
+    return folder
+
+
+def test_packing_reports_a_row_per_depth_and_fraction(tmp_path):
+    argv = [
+        "--model",
+        "tiny",
+        "--depths",
+        "0,2",
+        "--fractions",
+        "1.0,0.5",
+        "--batches",
+        "2",
+        "--repeats",
+        "1",
+    ]
+    folder = run(packing, argv, tmp_path)
+    rows = json.loads((folder / "packing.json").read_text())["rows"]
+    assert [(r["depth"], r["batches"]) for r in rows] == [
+        (d, f"synthetic f={f}") for d in (0, 2) for f in (1.0, 0.5)
+    ]
+    for r in rows:
+        assert r["ratio_min"] <= r["ratio"] <= r["ratio_max"] and r["padded_ms"] > 0
+    assert rows[0]["real_fraction"] == 1.0 and abs(rows[1]["real_fraction"] - 0.5) < 0.03
+    assert "| 2 | synthetic f=0.5 |" in (folder / "packing.md").read_text()
+
+
+def test_step_profile_shares_add_up(tmp_path):
+    folder = run(step_profile, ["--model", "tiny", "--depths", "0,3", "--steps", "2"], tmp_path)
+    rows = json.loads((folder / "step_profile.json").read_text())["rows"]
+    assert [r["depth"] for r in rows] == [0, 3]
+    for r in rows:
+        assert sum(r["shares"].values()) == pytest.approx(1.0) and r["shares"]["gemm"] > 0
+        assert r["step_ms"] > 0 and len(r["top_ops"]) > 0
+    assert step_profile.classify("aten::addmm") == "gemm" and step_profile.classify("aten::fill_") == "memory"
+    assert step_profile.classify("aten::view") == "other"
