@@ -30,8 +30,9 @@ from torch import nn
 from .config import ACTIVATIONS, FAMILIES, EncoderConfig
 
 PACKINGS = ("auto", "on", "off")
-# "auto" packs a batch when at most this share of its [B, T] slots are real tokens (docs/internals.md)
-PACK_BELOW_REAL_FRACTION = 0.85
+# "auto" packs a batch when less than this share of its [B, T] slots are real tokens: measured, packing
+# costs ~7% on a batch without padding, ties near 0.95 and wins 5% at 0.9, 20% at 0.7 (docs/internals.md)
+PACK_BELOW_REAL_FRACTION = 0.9
 
 
 class Packing:

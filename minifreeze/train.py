@@ -37,6 +37,7 @@ from .run_folder import RunFolder, disk_error, disk_errors
 from .runtime import Laps, autocast, pick_device, write_json
 from .scoring import evaluate_split
 from .task import task_record
+from .token_cache import encoder_for
 from .tokenizer import load_tokenizer
 
 
@@ -151,6 +152,10 @@ class TrainConfig:
         "only where that saves prefix work (at least 1.5 prefix passes over the data without it)",
         or_auto=True,
     )
+    cache_tokens: bool = cli.option(
+        False,
+        "keep tokenized splits under the cache dir and reuse them (on with --cache-frozen; docs/cache.md)",
+    )
     cache_dtype: str = cli.option(
         "fp32", "storage dtype of the frozen cache (fp32 is exact)", choices=tuple(frozen_cache.DTYPES)
     )
@@ -257,8 +262,9 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
     laps.lap("data")
     tokenizer = load_tokenizer(cfg.model)
     max_length = tokenizer.capped_length(cfg.max_length)  # longer would index past the positions (warns)
-    train_set = data.encode_split(train_split, tokenizer, max_length)
-    eval_set = data.encode_split(dataset.validation, tokenizer, max_length)
+    encode = encoder_for(cfg)  # --cache-tokens: tokenized once per split and tokenizer
+    train_set = encode(train_split, tokenizer, max_length)
+    eval_set = encode(dataset.validation, tokenizer, max_length)
     laps.lap("tokenize")
     baseline = problem.baseline(kind, train_split.labels, dataset.validation.labels)
     say(

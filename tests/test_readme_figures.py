@@ -121,3 +121,22 @@ def test_whole_run_against_the_trainer():
     acc = {(s, d): median(s, d, "held_out_accuracy") for s in ("ours", "trainer") for d in (0, 4)}
     in_readme(f"{acc['ours', 0]:.3f} vs {acc['trainer', 0]:.3f} at depth 0")
     in_readme(f"{acc['ours', 4]:.3f} vs {acc['trainer', 4]:.3f} at depth 4")
+
+
+def test_packing_table_in_the_internals_doc():
+    """docs/internals.md's packed / padded table, cell by cell, from the committed benchmarks/packing.py run."""
+    rows = json.loads((REPO / "benchmarks" / "results" / "cpu-amd-epyc-2t" / "packing.json").read_text())[
+        "rows"
+    ]
+    ratio = {(r["batches"], r["depth"]): f"{r['ratio']:.2f}" for r in rows}
+    doc = (REPO / "docs" / "internals.md").read_text()
+    labels = {f"synthetic f={f}": f"| {f}" for f in ("0.95", "0.9", "0.8", "0.7", "0.5")}
+    labels |= {
+        "synthetic f=1.0": "| 1.0 (no padding)",
+        "SST-2, length-grouped": "| SST-2, length-grouped batches",
+    }
+    labels |= {"SST-2, random batches": "| SST-2, random batches"}
+    for batches, start in labels.items():
+        (line,) = [x for x in doc.splitlines() if x.startswith(start + " ")]
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[1:] == [ratio[batches, 0], ratio[batches, 4]], line
