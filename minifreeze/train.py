@@ -149,7 +149,7 @@ class TrainConfig:
     cache_frozen: bool | str = cli.option(
         False,
         "run the frozen prefix once per example and train on its cached output (docs/cache.md); auto: "
-        "only where that saves prefix work (at least 1.5 prefix passes over the data without it)",
+        "only where it pays (>= 1.5 prefix passes over the data, or 1 with half the layers frozen)",
         or_auto=True,
     )
     cache_tokens: bool = cli.option(

@@ -69,3 +69,18 @@ def test_step_profile_shares_add_up(tmp_path):
         assert r["step_ms"] > 0 and len(r["top_ops"]) > 0
     assert step_profile.classify("aten::addmm") == "gemm" and step_profile.classify("aten::fill_") == "memory"
     assert step_profile.classify("aten::view") == "other"
+
+
+def test_cache_payoff_reports_both_protocols_and_the_auto_decision(toy_model, toy_data, tmp_path):
+    cache_payoff = pytest.importorskip("benchmarks.cache_payoff")
+    argv = ["--model", str(toy_model), "--data-dir", str(toy_data), "--dataset", "toy", "--depth", "1"]
+    folder = run(cache_payoff, [*argv, "--train-size", "64", "--select", "32"], tmp_path)
+    rows = json.loads((folder / "cache_payoff_depth1.json").read_text())["rows"]
+    assert sorted((r["protocol"], r["cache"]) for r in rows) == sorted(
+        (p, c) for p in cache_payoff.PROTOCOLS for c in (True, False)
+    )
+    assert all(r["cached"] == r["cache"] for r in rows)
+    passes = {r["protocol"]: r["passes"] for r in rows}
+    assert passes["1 epoch, 1 evaluation"] == pytest.approx(1.0) and passes["3 epochs, each evaluated"] == 3.0
+    md = (folder / "cache_payoff_depth1.md").read_text()
+    assert "| 1 epoch, 1 evaluation | 1.0 |" in md and md.count("| on |") == 1

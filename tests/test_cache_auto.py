@@ -50,10 +50,17 @@ def test_auto_caches_a_multi_epoch_run_with_a_frozen_prefix(toy_model, toy_data,
     assert "--cache-frozen auto: on" in capsys.readouterr().out
 
 
+def test_auto_caches_a_deep_prefix_even_for_one_pass(toy_model, toy_data, tmp_path, capsys):
+    """Measured (benchmarks/cache_payoff.py): with half of the layers frozen or more one pass already pays."""
+    one_pass = ["--epochs", "1", "--eval-every", "none", "--cache-frozen", "auto"]
+    deep = run(toy_model, toy_data, tmp_path / "deep", "--freeze", "1", *one_pass)  # 1 of the toy's 2 layers
+    assert deep["cache"] is not None and "--cache-frozen auto: on" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "extra, why",
     [
-        (["--freeze", "1", "--epochs", "1", "--eval-every", "none"], "1.0 passes"),
+        (["--freeze", "-1", "--epochs", "1", "--eval-every", "none"], "1.0 passes"),  # embeddings only
         (["--freeze", "0", "--epochs", "3"], "no deterministic frozen prefix"),
         (["--freeze", "1", "--epochs", "3", "--frozen-dropout"], "no deterministic frozen prefix"),
     ],
