@@ -52,6 +52,10 @@ def check(cfg) -> None:
         raise MinifreezeError(
             f"--lr-decay {cfg.lr_decay}: must be in (0, 1] (1 = no decay; 0.9 is a common choice)"
         )
+    if not 0 <= cfg.heldout < 1:
+        raise MinifreezeError(
+            f"--heldout {cfg.heldout}: must be in [0, 1), e.g. 0.5 (half the validation set)"
+        )
     if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
         raise MinifreezeError(f"--lr {cfg.lr}: must be a positive number, such as 5e-5")
     if cfg.batch_size % cfg.grad_accum:

@@ -50,13 +50,36 @@ def evaluate_split(
     device: torch.device,
     forward: Callable[[batching.Batch], torch.Tensor] | None = None,
     threshold: float | None = None,
+    parts: tuple[list[int], list[int]] | None = None,
 ) -> dict:
     """The metrics of the model's problem type (problem.py); multi-label's `threshold` defaults to the
-    model's own (`model.task`), else 0.5."""
+    model's own (`model.task`), else 0.5. With `parts` (selection, held out: `heldout_parts`) the metrics
+    are the selection part's, and the held-out part's come as heldout_<metric>: one pass scores both."""
     start = time.perf_counter()
     logits = predict_logits(model, encoded, pad_id, batch_size, device, forward)
     seconds = time.perf_counter() - start
     labels = torch.tensor(encoded.labels)
-    result = problem.metrics(problem.of(model), logits, labels, problem.threshold_of(model, threshold))
+    kind, threshold = problem.of(model), problem.threshold_of(model, threshold)
+    if parts is None:
+        result = problem.metrics(kind, logits, labels, threshold)
+    else:
+        chosen, held = (torch.tensor(part) for part in parts)
+        result = problem.metrics(kind, logits[chosen], labels[chosen], threshold)
+        heldout = problem.metrics(kind, logits[held], labels[held], threshold)
+        result |= {f"heldout_{name}": value for name, value in heldout.items()}
     result["samples_per_second"] = len(labels) / max(seconds, 1e-9)
     return result
+
+
+HELDOUT_SEED = 0  # not the data seed: every run of a study, on any subset, reports on the same examples
+
+
+def heldout_parts(labels, fraction: float) -> tuple[list[int], list[int]] | None:
+    """Validation indices (selection, held out), stratified by class; None when `fraction` is 0.
+
+    Choosing the best checkpoint on the examples it is then scored on flatters it (the maximum of many
+    noisy evaluations); scoring the chosen checkpoint on examples the choice never saw does not.
+    """
+    if not fraction:
+        return None
+    return data.stratified_split(labels, fraction, HELDOUT_SEED)  # scores and label sets: a seeded shuffle

@@ -35,7 +35,7 @@ from .optim import make_optimizer, make_scheduler
 from .resume import Progress, load_state, save_state
 from .run_folder import RunFolder, disk_error, disk_errors
 from .runtime import Laps, autocast, pick_device, write_json
-from .scoring import evaluate_split
+from .scoring import evaluate_split, heldout_parts
 from .task import task_record
 from .token_cache import encoder_for
 from .tokenizer import load_tokenizer
@@ -128,6 +128,12 @@ class TrainConfig:
         aliases=("--eval-steps",),
     )
     eval_batch_size: int = cli.option(64, "examples per evaluation batch")
+    heldout: float = cli.option(
+        0.0,
+        "report on data the selection never saw: hold out this fraction of the validation set (stratified, "
+        "the same examples in every run); the best model is chosen on the rest, and every evaluation also "
+        "logs the held-out part as heldout_<metric> (0 = select and report on all of it)",
+    )
     metric: str | None = cli.option(
         None,
         "metric that picks the best model (default: accuracy; regression pearson, multi-label f1_micro): "
@@ -267,9 +273,11 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
     eval_set = encode(dataset.validation, tokenizer, max_length)
     laps.lap("tokenize")
     baseline = problem.baseline(kind, train_split.labels, dataset.validation.labels)
+    parts = heldout_parts(dataset.validation.labels, cfg.heldout)  # (selection, held out) or None
     say(
         f"data: {dataset.name}: {len(train_set):,} train / {len(eval_set):,} validation examples, "
         f"{dataset.num_labels} labels ({problem.BASELINE[kind]} {baseline:.3f})"
+        + (f"; selection on {len(parts[0]):,}, {len(parts[1]):,} held out" if parts else "")
     )
 
     # ---------------------------------------------------------------- model
@@ -357,7 +365,9 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
             )
 
     log = runlog.RunLog(cfg, out, info, progress, total_steps, steps_per_epoch)  # bars, logs, TensorBoard
-    evaluate = partial(validation_metrics, model, freezer, eval_set, tokenizer.pad_id, cfg, device, log)
+    evaluate = partial(
+        validation_metrics, model, freezer, eval_set, parts, tokenizer.pad_id, cfg, device, log
+    )
     evaluate, save = laps.timed("evaluation", evaluate), laps.timed("checkpoint_writes", log_and_save)
 
     # ---------------------------------------------------------------- loop
@@ -425,7 +435,8 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
     best_metrics = best_metrics or best_logged(out / "metrics.jsonl", metric)  # resumed past the best
     real, padded = distributed.all_sum([progress.real_tokens, progress.padded_tokens], info)
     summary = {
-        "metrics": {k: best_metrics[k] for k in problem.SUMMARY[kind]},
+        "metrics": {k: best_metrics[k] for k in problem.SUMMARY[kind]}  # and --heldout's, if any
+        | {f"heldout_{k}": best_metrics[f"heldout_{k}"] for k in problem.SUMMARY[kind] if parts},
         "confusion_matrix": best_metrics.get("confusion_matrix"),  # None for regression and multi-label
         "best_metric": progress.best,
         "metric": metric,
@@ -520,7 +531,7 @@ def epoch_batches(
 
 
 def validation_metrics(
-    model, freezer, eval_set, pad_id: int, cfg: TrainConfig, device, log: runlog.RunLog, step: int
+    model, freezer, eval_set, parts, pad_id: int, cfg: TrainConfig, device, log: runlog.RunLog, step: int
 ) -> dict:
     """The validation metrics at `step`, through the one suffix path without labels (`freezer.scorer`: the
     TrainablePart outside DDP, which only syncs gradients). A NaN or inf logit or loss raises
@@ -537,7 +548,7 @@ def validation_metrics(
 
     model.eval()
     with autocast(cfg.amp, device), log.evaluating(len(eval_set), cfg.eval_batch_size) as tick:
-        result = evaluate_split(model, eval_set, pad_id, cfg.eval_batch_size, device, forward=forward)
+        result = evaluate_split(model, eval_set, pad_id, cfg.eval_batch_size, device, forward, parts=parts)
     model.train()
     if not (all(finite) and math.isfinite(result["loss"])):
         raise FloatingPointError(step, f"the evaluation loss is {result['loss']}")

@@ -1,61 +1,53 @@
 #!/usr/bin/env bash
-# The freeze study as it was run for docs/study.md: real MiniLM (bundled:minilm), SST-2 and CoLA.
+# The freeze study (docs/study.md), phase by phase: real MiniLM (bundled:minilm) on the shared data.
 #
-# Usage: scripts/run_study.sh [sst2|cola ...]          (default: both, phase by phase)
-#        STUDY_WORK=$HOME/minifreeze-study scripts/run_study.sh sst2 &   (one dataset per process)
-#        REPORT_ONLY=1 scripts/run_study.sh                 (tables and plots from what finished)
-#
-# Resumable: stop it any time (kill -TERM the python process: the current run stops at its next step and
-# is redone on restart) and run the same command again; finished runs are skipped.
-# Run folders (summary.json, metrics.jsonl, config.json per run; no models) live in $STUDY_WORK; only
-# runs.csv, summary.md and the plots are copied to docs/study/<dataset>/.
-#
-# The protocol is scripts/study_protocol.toml; the flags below are the deviations forced by two shared
-# CPU cores (see docs/study.md, "What was run"): evaluation every 2 epochs instead of every half epoch,
-# sentences cut at 64 tokens (0.01% of SST-2 train, no validation sentence, no CoLA sentence is longer),
-# the frozen-prefix cache (exact in fp32), one thread per process. The grid is run in phases, most
-# informative first, the second a superset of the first, so that what finishes first is a complete block.
+# Usage: scripts/run_study.sh PHASE [sweep flags...]     run (or resume) one phase; extra flags narrow it,
+#                                                         e.g. a block of the grid: grid --train-sizes 100
+#        REPORT_ONLY=1 scripts/run_study.sh PHASE         tables and plots of the phase's whole grid, from
+#                                                         what finished, copied to docs/study/PHASE/
+#        STUDY_WORK=$HOME/minifreeze-study (default)      where the run folders live (no models are kept)
+# Phases (issue 24):
+#   grid      SST-2, depths -1..6 x n = 50, 100, 200, 500, 1000 x 5 seeds; 3 data subsets at n <= 200
+#   cola      CoLA, depths -1..6 x n = 200, 500, 1000 x 5 seeds, checkpoint chosen by MCC
+#   lr        SST-2 n = 1000, depths 0, 2, 4, 5, 6 x lr 2e-5, 5e-5, 1e-4, 5e-4 x [CLS] and mean pooling x 3 seeds
+#   headonly  rotten_tomatoes n = 1000: only the head trains (head) vs everything (0), 5 seeds
+#   matched   SST-2 n = 500, one trainable fraction three ways: depth 4 (16.28% trains), random:0.843
+#             (16.26%, element-wise), against BitFit (0.12%) and full fine-tuning, 5 seeds
+# Every phase reads scripts/study_protocol.toml, the protocol as run (half of validation selects, the other
+# half reports). Resumable: stop it any time (kill -TERM the python process; the current run is redone on
+# restart) and run the same command again. Two processes may share a phase if their seeds differ
+# (grid --seeds 0,1,2 and grid --seeds 3,4): each run has its own folder. Time per run is CPU time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MINIFREEZE_DATA_DIR="${MINIFREEZE_DATA_DIR:-$(cd .. && pwd)/shared/data}"  # ../shared/data by default
 WORK="${STUDY_WORK:-$HOME/minifreeze-study}"  # not /tmp: a machine restart may clear it
+ALL_DEPTHS=--freeze=-1,0,1,2,3,4,5,6
 
-COMMON=(--config scripts/study_protocol.toml --model bundled:minilm
-        --eval-every 2ep --max-length 64 --eval-batch-size 128 --threads 1
-        --cache-frozen --cache-dir none)
-
-sweep() {  # dataset metric extra-args...
-    local dataset=$1 metric=$2
-    shift 2
-    python -m minifreeze.sweep "${COMMON[@]}" --dataset "$dataset" --metric "$metric" \
-        --report accuracy,mcc --out "$WORK/$dataset" "$@"
+sweep() {  # folder, then sweep flags
+    local folder=$1
+    shift
+    python -m minifreeze.sweep --config scripts/study_protocol.toml --report accuracy,mcc \
+        --out "$WORK/$folder" "$@" ${REPORT_ONLY:+--report-only}
+    if [ -n "${REPORT_ONLY:-}" ]; then
+        mkdir -p "docs/study/$folder"
+        cp "$WORK/$folder"/{runs.csv,summary.md} "docs/study/$folder/"
+        cp "$WORK/$folder"/*.png "docs/study/$folder/" 2>/dev/null || true
+    fi
 }
 
-datasets=("$@")
-[ ${#datasets[@]} -eq 0 ] && datasets=(sst2 cola)
-metric_of() { if [ "$1" = cola ]; then echo mcc; else echo accuracy; fi; }
-ALL_DEPTHS=(--freeze=-1,0,1,2,3,4,5,6)
-if [ -z "${REPORT_ONLY:-}" ]; then
-    # Phases, outer loop: each phase is finished on every dataset before the next one starts, and each is a
-    # superset of the one before (finished runs are skipped), so what exists at any stop is a complete block.
-    for dataset in "${datasets[@]}"; do   # 1: depths 0, 2, 4, 6 at n=100 and n=500, seeds 0-2 (seed-major)
-        sweep "$dataset" "$(metric_of "$dataset")" --freeze 0,2,4,6 --train-sizes 100,500 --seeds 3
-    done
-    for dataset in "${datasets[@]}"; do   # 2: every depth -1, 0..6
-        sweep "$dataset" "$(metric_of "$dataset")" "${ALL_DEPTHS[@]}" --train-sizes 100,500 --seeds 3
-    done
-    for dataset in "${datasets[@]}"; do   # 3: the small sizes 50 and 200
-        sweep "$dataset" "$(metric_of "$dataset")" "${ALL_DEPTHS[@]}" --train-sizes 50,100,200,500 --seeds 3
-    done
-    for dataset in "${datasets[@]}"; do   # 4: n=1000, the study's full grid of sizes
-        sweep "$dataset" "$(metric_of "$dataset")" "${ALL_DEPTHS[@]}" --train-sizes 50,100,200,500,1000 --seeds 3
-    done
-fi
-# Report: rebuild runs.csv, summary.md and the plots from every finished run of the largest grid, and copy
-# them to docs/study/<dataset>/.
-for dataset in "${datasets[@]}"; do
-    sweep "$dataset" "$(metric_of "$dataset")" "${ALL_DEPTHS[@]}" --train-sizes 50,100,200,500,1000 --seeds 3 \
-        --report-only
-    mkdir -p "docs/study/$dataset"
-    cp "$WORK/$dataset"/{runs.csv,summary.md,*.png} "docs/study/$dataset/"
-done
+phase=${1:?"usage: scripts/run_study.sh grid|cola|lr|headonly|matched [sweep flags]"}
+shift
+case $phase in
+    grid) sweep grid --dataset sst2 "$ALL_DEPTHS" --train-sizes 50,100,200,500,1000 --seeds 5 \
+              --data-seeds 3 --subsets-up-to 200 "$@" ;;
+    cola) sweep cola --dataset cola --metric mcc "$ALL_DEPTHS" --train-sizes 200,500,1000 --seeds 5 "$@" ;;
+    lr) for pooling in cls mean; do
+            for lr in 2e-5 5e-5 1e-4 5e-4; do
+                sweep "lr/$pooling-lr$lr" --dataset sst2 --pooling "$pooling" --lr "$lr" --freeze 0,2,4,5,6 \
+                    --train-sizes 1000 --seeds 3 "$@"
+            done
+        done ;;
+    headonly) sweep headonly --dataset rotten_tomatoes --freeze head,0 --train-sizes 1000 --seeds 5 "$@" ;;
+    matched) sweep matched --dataset sst2 --freeze 0,4,random:0.843,bitfit --train-sizes 500 --seeds 5 "$@" ;;
+    *) echo "run_study.sh: unknown phase '$phase' (use grid, cola, lr, headonly or matched)" >&2; exit 2 ;;
+esac

@@ -203,6 +203,11 @@ def test_config_file_sets_protocol_and_flags_win(tmp_path):
 def test_the_study_protocol_config_parses():
     path = Path(__file__).resolve().parents[1] / "scripts" / "study_protocol.toml"
     opts = cli.parse(SweepOptions, ["--config", str(path)], "s", "t")
+    assert (opts.weight_decay, opts.heldout, opts.model) == (
+        0.0,
+        0.5,
+        "bundled:minilm",
+    )  # as published; held out
     assert (opts.epochs, opts.batch_size, opts.lr, opts.warmup, opts.eval_every) == (
         10,
         16,

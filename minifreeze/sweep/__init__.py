@@ -26,6 +26,7 @@ import dataclasses
 import itertools
 import json
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,14 @@ class SweepConfig:
     )
     train_sizes: str = cli.option("50,100,200,500,1000", "comma-separated train sizes (0 = all)")
     seeds: str = cli.option("5", "a count N (seeds 0..N-1) or a list: 3,4 (or 7, for seed 7 alone)")
+    data_seeds: str = cli.option(
+        "",
+        "data subsets per train size, a count or a list like --seeds: each is its own draw of the training "
+        "examples, paired across specs (default: --data-seed alone)",
+    )
+    subsets_up_to: int = cli.option(
+        0, "train sizes above this use only the first of --data-seeds (0 = every size gets them all)"
+    )
     out: str | None = cli.option(None, "sweep folder: runs/, runs.csv, summary.md, plots")
     keep_models: bool = cli.option(False, "keep each run's model/ and last/ folders (large)")
     report: str = cli.option(
@@ -82,9 +91,11 @@ SweepOptions = dataclasses.make_dataclass(
 SweepOptions.__doc__ = "SweepConfig + TrainConfig fields (protocol defaults): what the sweep CLI parses."
 
 
-def run_name(spec: str, size: int, seed: int, schedule: str | None = None) -> str:
+def run_name(spec: str, size: int, seed: int, schedule: str | None = None, subset: int | None = None) -> str:
     safe = "".join(c if c.isalnum() or c in "-." else "_" for c in schedule or spec)
-    return f"{'schedule' if schedule else 'freeze'}{safe}-n{size}-s{seed}"
+    return f"{'schedule' if schedule else 'freeze'}{safe}-n{size}-s{seed}" + (
+        f"-d{subset}" if subset is not None else ""
+    )
 
 
 def schedule_label(schedule: str) -> str:
@@ -104,23 +115,31 @@ def make_grid(opts, root: Path) -> list[train.TrainConfig]:
     specs = [(s.strip(), None) for s in opts.freeze.split(",") if s.strip()]
     specs += [("0", s.strip()) for s in opts.schedules.split(";") if s.strip()]  # a schedule's start: 0
     sizes = parse_ints(opts.train_sizes, "train-sizes")
-    seeds = parse_ints(opts.seeds, "seeds")
-    if len(seeds) == 1 and "," not in opts.seeds:
-        seeds = list(range(seeds[0]))
-    if not specs or not sizes or not seeds:
+    seeds = seed_list(opts.seeds, "seeds")
+    subsets = seed_list(opts.data_seeds, "data-seeds") if opts.data_seeds.strip() else [None]
+    if not specs or not sizes or not seeds or not subsets:
         raise MinifreezeError("the grid is empty: give --freeze, --train-sizes and --seeds values")
     base = train.TrainConfig(**{f.name: getattr(opts, f.name) for f in TRAIN_FIELDS})
     grid = []
-    for seed, size, (spec, schedule) in itertools.product(seeds, sizes, specs):
+    for seed, size, subset, (spec, schedule) in itertools.product(seeds, sizes, subsets, specs):
+        if subset not in (None, subsets[0]) and 0 < opts.subsets_up_to < size:
+            continue  # a large size: one subset (their overlap makes more draws say little)
         cfg = dataclasses.replace(
             base, freeze=spec, freeze_schedule=schedule, train_size=size, seed=seed,
-            out=str(root / "runs" / run_name(spec, size, seed, schedule)), overwrite=True, resume=False,
-            progress=False,
+            data_seed=base.data_seed if subset is None else subset,
+            out=str(root / "runs" / run_name(spec, size, seed, schedule, subset)), overwrite=True,
+            resume=False, progress=False,
         )  # fmt: skip
         if cfg.cache_frozen and not (schedule or cache_allowed(spec, cfg.frozen_dropout)):
             cfg = dataclasses.replace(cfg, cache_frozen=False)  # freeze 0 etc.: no prefix to cache
         grid.append(cfg)
     return grid
+
+
+def seed_list(text: str, option: str) -> list[int]:
+    """A count N (0..N-1) or a comma-separated list (one value with a comma: '7,')."""
+    values = parse_ints(text, option)
+    return list(range(values[0])) if len(values) == 1 and "," not in text else values
 
 
 def cache_allowed(spec: str, frozen_dropout: bool) -> bool:
@@ -158,6 +177,7 @@ def run_point(cfg: train.TrainConfig, opts, train_fn: Callable) -> None:
     run_dir = Path(cfg.out)
     device = pick_device(cfg.device)
     reset_peak_memory(device)
+    cpu_start = time.process_time()  # CPU seconds, every thread: a fair cost when the machine is shared
     try:
         train_fn(cfg)
     except Exception as err:  # noqa: BLE001 - one bad grid point must not end the study
@@ -169,14 +189,16 @@ def run_point(cfg: train.TrainConfig, opts, train_fn: Callable) -> None:
         (run_dir / "summary.json").unlink(missing_ok=True)
         raise KeyboardInterrupt
     mib, source = peak_memory(device)
-    write_json(run_dir / "sweep.json", {"peak_memory_mib": mib, "memory_source": source})
+    cpu = time.process_time() - cpu_start
+    write_json(run_dir / "sweep.json", {"peak_memory_mib": mib, "memory_source": source, "cpu_seconds": cpu})
     if not opts.keep_models:
         for folder in ("model", "delta", "last"):
             shutil.rmtree(run_dir / folder, ignore_errors=True)
 
 
-LEAD = ["run", "status", "error", "freeze", "train_size", "seed", "metric", "best_metric", *METRICS, "loss"]
-LEAD += ["majority_baseline", "best_step", "steps", "wall_seconds", "train_samples_per_second"]
+LEAD = ["run", "status", "error", "freeze", "train_size", "seed", "data_seed", "metric", "best_metric"]
+LEAD += [*METRICS, "loss", "majority_baseline", "best_step", "steps", "wall_seconds", "cpu_seconds"]
+LEAD += ["train_samples_per_second"]
 LEAD += ["eval_seconds", "peak_memory_mib", "memory_source", "trainable_params", "total_params"]
 LEAD += ["real_token_fraction", "stopped", *(f"max_{m}" for m in METRICS)]
 # the other problem types' metrics (problem.py): in runs.csv only when some run has them
@@ -185,7 +207,8 @@ HIGHER_IS_BETTER = [
     *(m for m in problem.SUMMARY[problem.REGRESSION] if m not in problem.LOWER_IS_BETTER),
 ]
 HIGHER_IS_BETTER += [m for m in problem.SUMMARY[problem.MULTI] if m != "loss"]
-OTHER_METRICS = [m for m in HIGHER_IS_BETTER if m not in METRICS] + ["mse"]
+OTHER_METRICS = [f"heldout_{m}" for m in HIGHER_IS_BETTER] + ["heldout_loss"]  # with --heldout
+OTHER_METRICS += [m for m in HIGHER_IS_BETTER if m not in METRICS] + ["mse"]
 OTHER_METRICS += [f"max_{m}" for m in HIGHER_IS_BETTER if m not in METRICS]
 
 
@@ -233,12 +256,25 @@ def write_report(opts, grid: list[train.TrainConfig], root: Path, metrics: list[
     lines = [
         f"# Freeze sweep: {opts.model} on {opts.dataset}", "",
         f"{finished} of {len(grid)} runs finished ({len(rows) - finished} failed or incomplete). Best checkpoint "
-        f"chosen by validation {opts.metric}; every table reads that checkpoint. Protocol: {opts.epochs} "
+        f"chosen by {opts.metric} on {chosen_on(opts)}; every table reads that checkpoint. Protocol: {opts.epochs} "
         f"epochs, batch {opts.batch_size}, lr {opts.lr}, warm-up {opts.warmup}, evaluation every "
-        f"{opts.eval_every}, max length {opts.max_length}, data seed {opts.data_seed}.", "",
+        f"{opts.eval_every}, max length {opts.max_length}, {subsets_text(opts)}.", "",
     ]  # fmt: skip
     (root / "summary.md").write_text("\n".join(lines + report.summary(rows, opts.metric, metrics, root)))
     return rows
+
+
+def chosen_on(opts) -> str:
+    if not opts.heldout:
+        return "the validation set"
+    return f"{1 - opts.heldout:.0%} of the validation set (the other {opts.heldout:.0%} is held out)"
+
+
+def subsets_text(opts) -> str:
+    if not opts.data_seeds.strip():
+        return f"data seed {opts.data_seed}"
+    upto = f" (train sizes up to {opts.subsets_up_to}; above it the first)" if opts.subsets_up_to else ""
+    return f"data seeds {', '.join(map(str, seed_list(opts.data_seeds, 'data-seeds')))}{upto}"
 
 
 def run_sweep(opts, train_fn: Callable[[train.TrainConfig], dict] = train.train) -> list[dict]:

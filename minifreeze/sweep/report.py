@@ -15,6 +15,7 @@ import statistics
 from collections.abc import Iterable
 from pathlib import Path
 
+from .. import stats
 from ..errors import MinifreezeError
 
 
@@ -103,6 +104,7 @@ def cost_table(rows: list[dict]) -> list[str]:
         return statistics.fmean(values) if values and all(v == v for v in values) else None
 
     reference = mean("train_samples_per_second", "0") if "0" in specs else None
+    cpu_known = any(r.get("cpu_seconds") not in (None, "") for r in rows)  # older sweeps did not record it
     body = []
     for spec in specs:
         speed, memory = mean("train_samples_per_second", spec), mean("peak_memory_mib", spec)
@@ -110,11 +112,108 @@ def cost_table(rows: list[dict]) -> list[str]:
             [spec_label(spec), f"{mean('trainable_params', spec):,.0f}", f"{speed:.1f}"]
             + [f"{speed / reference:.2f}x" if reference else ""]
             + [f"{wall:.0f}" if (wall := mean("wall_seconds", spec, n)) is not None else "—" for n in sizes]
+            + [
+                f"{cpu:.0f}" if (cpu := mean("cpu_seconds", spec, n)) is not None else "—"
+                for n in sizes
+                if cpu_known
+            ]
             + [f"{mean('eval_seconds', spec):.0f}", f"{memory:.0f}" if memory else ""]
         )
     header = ["freeze", "trainable params", "train samples/s", "vs freeze 0"]
-    header += [f"wall s (n={n})" for n in sizes] + ["eval s per run", "peak MiB"]
+    header += [f"wall s (n={n})" for n in sizes] + [f"CPU s (n={n})" for n in sizes if cpu_known]
+    header += ["eval s per run", "peak MiB"]
     return ["### Cost per freeze spec (means over runs)", "", *markdown_table(header, body), ""]
+
+
+# -------------------------------------------------------------------------------------------- intervals
+def run_key(row: dict) -> tuple[int, int]:
+    """What pairs two runs of different specs: the same seed on the same data subset."""
+    return int(row["seed"]), int(row.get("data_seed") or 0)
+
+
+def paired_cells(rows: Iterable[dict], metric: str) -> dict[tuple[int, str], dict[tuple[int, int], float]]:
+    """{(train size, spec): {(seed, data seed): value}}, in table order."""
+    cells: dict[tuple[int, str], dict[tuple[int, int], float]] = {}
+    for row in rows:
+        cells.setdefault((int(row["train_size"]), str(row["freeze"])), {})[run_key(row)] = float(row[metric])
+    return dict(sorted(cells.items(), key=lambda kv: (kv[0][0], depth_key(kv[0][1]))))
+
+
+def interval_tables(rows: list[dict], metric: str, reference: str = "0") -> list[str]:
+    """Mean ± 95% CI per cell; each spec minus `reference`, paired run by run; the seed spread per cell."""
+    cells = paired_cells(rows, metric)
+    sizes = sorted({n for n, _ in cells})
+    specs = sorted({s for _, s in cells}, key=depth_key)
+    means = []
+    for n in sizes:
+        row = [n]
+        for s in specs:
+            values = list(cells.get((n, s), {}).values())
+            row.append(_mean_text(values) if values else "")
+        means.append(row)
+    lines = [
+        f"### {metric}: mean ± 95% confidence interval (t) over runs, runs per cell in brackets", "",
+        *markdown_table(["train size", *map(spec_label, specs)], means), "",
+    ]  # fmt: skip
+    others = [s for s in specs if s != reference]
+    if any((n, reference) in cells for n in sizes) and others:
+        diffs = []
+        for n in sizes:
+            tests = {
+                s: stats.paired(cells[n, reference], cells[n, s])
+                for s in others
+                if _pairs(cells, n, s, reference)
+            }
+            holm = dict(zip(tests, stats.holm([t.p for t in tests.values()])))
+            diffs.append([n] + [_paired_text(tests[s], holm[s]) if s in tests else "" for s in others])
+        lines += [
+            f"### {metric}: each spec minus freeze {spec_label(reference)}, paired by seed and data subset", "",
+            "Mean difference ± the half-width of its 95% interval, and the paired t-test's two-sided p. `*`: "
+            "p < 0.05 alone; **bold**: still significant after Holm's correction for the comparisons in "
+            "its row. A difference without either is not shown to exist by these runs.", "",
+            *markdown_table(["train size", *map(spec_label, others)], diffs), "",
+        ]  # fmt: skip
+    spreads = [[n] + [_spread_text(cells.get((n, s), {})) for s in specs] for n in sizes]
+    lines += [
+        f"### {metric}: spread across seeds (sample std, its 95% interval)", "",
+        "Within one data subset (pooled over subsets where there are several): how much the seed alone "
+        "moves a run. With 5 seeds an std is known only to within about a factor of two.", "",
+        *markdown_table(["train size", *map(spec_label, specs)], spreads), "",
+    ]  # fmt: skip
+    return lines
+
+
+def _pairs(cells: dict, n: int, spec: str, reference: str) -> bool:
+    return (
+        (n, spec) in cells
+        and (n, reference) in cells
+        and bool(set(cells[n, spec]) & set(cells[n, reference]))
+    )
+
+
+def _mean_text(values: list[float]) -> str:
+    mean, half = stats.mean_ci(values)
+    return f"{mean:.3f} ± {half:.3f} ({len(values)})" if half == half else f"{mean:.3f} (1)"
+
+
+def _paired_text(test: stats.Paired, holm_significant: bool) -> str:
+    text = test.text("*" if test.p < 0.05 else "")
+    return f"**{text}**" if holm_significant else text
+
+
+def _spread_text(cell: dict[tuple[int, int], float]) -> str:
+    """Seed std within each data subset (pooled where there are several), with its interval."""
+    subsets: dict[int, list[float]] = {}
+    for (_seed, subset), value in cell.items():
+        subsets.setdefault(subset, []).append(value)
+    groups = [v for v in subsets.values() if len(v) > 1]
+    if not groups:
+        return ""
+    # pooled: squared deviations from each subset's own mean, one degree of freedom lost per subset
+    df = sum(len(g) - 1 for g in groups)
+    std = (sum((x - statistics.fmean(g)) ** 2 for g in groups for x in g) / df) ** 0.5
+    low, high = stats.sigma_interval(std, df)
+    return f"{std:.3f} [{low:.3f}, {high:.3f}]"
 
 
 # -------------------------------------------------------------------------------------------- plots
@@ -210,6 +309,19 @@ def summary(rows: list[dict], selected_by: str, metrics: list[str], root: Path) 
     if ok and not plots:
         print(NO_PLOTS.format(out=root))
     lines = []
+    heldout = [m for m in metrics if ok and ok[0].get(f"heldout_{m}") not in (None, "")]
+    if heldout:
+        lines += [
+            "## On the held-out part of validation (the checkpoint was chosen on the other part)", "",
+            "These are the study's results: scores of the chosen checkpoint on examples its selection never "
+            "saw. The tables after them score the selection part itself, which flatters the choice.", "",
+        ]  # fmt: skip
+        for metric in heldout:
+            lines += interval_tables(ok, f"heldout_{metric}")
+            if plots:
+                plot_metric(ok, f"heldout_{metric}", root / f"heldout_{metric}_vs_frozen.png")
+                lines += [f"![held-out {metric} vs frozen layers](heldout_{metric}_vs_frozen.png)", ""]
+        lines += ["## On the selection part of validation", ""]
     if ok:
         for metric in metrics:
             lines += metric_tables(ok, metric)
