@@ -79,7 +79,7 @@ def test_data_subsets_join_the_grid_up_to_a_size(tmp_path):
 def test_a_sweep_with_heldout_reports_intervals_and_cpu_seconds(toy_model, toy_data, tmp_path):
     out = tmp_path / "sweep"
     opts = sweep_options(toy_model, toy_data, out, "--freeze", "0,1", "--train-sizes", "32", "--seeds", "2",
-                         "--data-seeds", "2", "--heldout", "0.5")  # fmt: skip
+                         "--data-seeds", "2", "--heldout", "0.5", "--cache-frozen", "--cache-dir", "none")  # fmt: skip
     run_sweep(opts)
     with open(out / "runs.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -91,3 +91,9 @@ def test_a_sweep_with_heldout_reports_intervals_and_cpu_seconds(toy_model, toy_d
     assert "### heldout_accuracy: mean ± 95% confidence interval" in summary
     assert "each spec minus freeze 0 (none), paired by seed and data subset" in summary
     assert "CPU s (n=32)" in summary and "data seeds 0, 1" in summary
+    cached = {(r["seed"], r["data_seed"]): float(r["cache_hit_fraction"]) for r in rows if r["freeze"] == "1"}
+    assert (cached["0", "0"], cached["1", "0"], cached["1", "1"]) == (0.0, 1.0, 1.0)  # seed 1 reuses seed 0's
+    assert 0 < cached["0", "1"] < 1  # a new subset: the validation examples (and shared ones) were cached
+    assert all(r["cache_hit_fraction"] == "" for r in rows if r["freeze"] == "0")  # nothing frozen to cache
+    cost = next(line for line in summary.splitlines() if line.startswith("| 1 |") and "of 4" in line)
+    assert cost.rstrip(" |").endswith("2 of 4") and "no cache" in summary

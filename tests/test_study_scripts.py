@@ -156,3 +156,24 @@ def test_an_empty_value_names_its_run_instead_of_a_traceback(tmp_path):
                  max_accuracy="", majority_baseline=0.5)]  # fmt: skip
     with pytest.raises(MinifreezeError, match="run freeze0-n100-s0: max_accuracy is '', not a number"):
         load_script().main([str(write_csv(tmp_path / "runs.csv", rows))])
+
+
+def test_study_arms_pairs_runs_of_different_sweeps(tmp_path, capsys):
+    def run(freeze, seed, value, lr):
+        return dict(status="ok", train_size=1000, freeze=freeze, seed=seed, data_seed=0, lr=lr,
+                    heldout_accuracy=value)  # fmt: skip
+
+    full = write_csv(tmp_path / "a.csv", [run("0", s, 0.80 + s / 100, "5e-05") for s in range(4)]
+                     + [run("head", s, 0.50, "5e-05") for s in range(4)])  # fmt: skip
+    fast = write_csv(
+        tmp_path / "b.csv", [run("head", s, 0.70 + s / 100 - 0.001 * s, "0.001") for s in range(4)]
+    )
+    lines = load("study_arms").main([f"full={full}:0", f"head fast={fast}:head", f"head={full}:head"])
+    paired = next(line for line in lines if line.startswith("| 1000 ") and "p " in line)
+    cells = [c.strip() for c in paired.strip("|").split("|")]
+    assert cells[1].startswith("**-0.315") and cells[2].startswith("**-0.10")  # columns by name; both below
+    assert "head fast" in capsys.readouterr().out
+    with pytest.raises(MinifreezeError, match="LABEL=RUNS_CSV:FREEZE_SPEC"):
+        load("study_arms").main(["no-label"])
+    with pytest.raises(MinifreezeError, match="no finished run with freeze 7"):
+        load("study_arms").main([f"x={full}:7"])

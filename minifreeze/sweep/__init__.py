@@ -200,7 +200,7 @@ LEAD = ["run", "status", "error", "freeze", "train_size", "seed", "data_seed", "
 LEAD += [*METRICS, "loss", "majority_baseline", "best_step", "steps", "wall_seconds", "cpu_seconds"]
 LEAD += ["train_samples_per_second"]
 LEAD += ["eval_seconds", "peak_memory_mib", "memory_source", "trainable_params", "total_params"]
-LEAD += ["real_token_fraction", "stopped", *(f"max_{m}" for m in METRICS)]
+LEAD += ["cache_hit_fraction", "real_token_fraction", "stopped", *(f"max_{m}" for m in METRICS)]
 # the other problem types' metrics (problem.py): in runs.csv only when some run has them
 HIGHER_IS_BETTER = [
     *METRICS,
@@ -227,6 +227,8 @@ def collect_row(cfg: train.TrainConfig) -> dict | None:
     summary = json.loads((run_dir / "summary.json").read_text())
     row |= {"status": "ok", "error": "", **summary.pop("metrics")}
     row |= {k: v for k, v in summary.items() if k in LEAD and k not in row}
+    if cache := summary.get("cache"):  # the frozen prefix: from an earlier run of this process, or computed
+        row["cache_hit_fraction"] = cache["hits"] / max(cache["examples"], 1)
     evals = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
     row["eval_seconds"] = sum(r["examples"] / r["samples_per_second"] for r in evals)
     # Each metric at its own best evaluation, whichever checkpoint the selection kept: what a study that

@@ -117,12 +117,21 @@ def cost_table(rows: list[dict]) -> list[str]:
                 for n in sizes
                 if cpu_known
             ]
-            + [f"{mean('eval_seconds', spec):.0f}", f"{memory:.0f}" if memory else ""]
+            + [f"{mean('eval_seconds', spec):.0f}", f"{memory:.0f}" if memory else "", _reused(rows, spec)]
         )
     header = ["freeze", "trainable params", "train samples/s", "vs freeze 0"]
     header += [f"wall s (n={n})" for n in sizes] + [f"CPU s (n={n})" for n in sizes if cpu_known]
-    header += ["eval s per run", "peak MiB"]
+    header += ["eval s per run", "peak MiB", "cache reused (whole)"]
     return ["### Cost per freeze spec (means over runs)", "", *markdown_table(header, body), ""]
+
+
+def _reused(rows: list[dict], spec: str) -> str:
+    """'4 of 5': runs whose frozen-prefix cache came whole from an earlier run of the same process."""
+    runs = [r for r in rows if r["freeze"] == spec]
+    cached = [r for r in runs if r.get("cache_hit_fraction") not in (None, "")]
+    return (
+        f"{sum(float(r['cache_hit_fraction']) == 1 for r in cached)} of {len(runs)}" if cached else "no cache"
+    )
 
 
 # -------------------------------------------------------------------------------------------- intervals
@@ -351,7 +360,7 @@ def read_runs(path: Path, columns: Iterable[str] = ()) -> list[dict]:
     """The finished runs of a sweep's runs.csv; each must hold `columns` (older files may lack some)."""
     if not path.is_file():
         raise MinifreezeError(
-            f"{path}: no such file (give a sweep's runs.csv, e.g. docs/study/sst2/runs.csv)"
+            f"{path}: no such file (give a sweep's runs.csv, e.g. docs/study/grid/runs.csv)"
         )
     with open(path, newline="") as handle:
         rows = [row for row in csv.DictReader(handle) if row.get("status") == "ok"]

@@ -1,0 +1,48 @@
+"""Arms from several sweeps in one table, paired run by run against the first arm.
+
+    python scripts/study_arms.py --metric heldout_accuracy \
+        "full=docs/study/headonly/runs.csv:0" "head=docs/study/headonly/runs.csv:head" \
+        "head lr 1e-3=docs/study/headonly-lr1e-3/runs.csv:head"
+
+An arm is LABEL=RUNS_CSV:FREEZE_SPEC: the finished runs of one spec in one sweep. A sweep has one learning
+rate, so comparing a head trained at its own learning rate with full fine-tuning at the protocol's takes
+two sweeps; their runs pair by seed and data subset as a sweep's own specs do (same subset, same data
+order, same head initialisation), and the table is the sweep report's (minifreeze/sweep/report.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from minifreeze import cli
+from minifreeze.errors import MinifreezeError
+from minifreeze.sweep.report import interval_tables, read_runs
+
+
+def arm_rows(arm: str, metric: str) -> list[dict]:
+    label, sep, source = arm.partition("=")
+    path, colon, spec = source.rpartition(":")
+    if not (sep and colon and label and spec):
+        raise MinifreezeError(f"arm {arm!r}: write LABEL=RUNS_CSV:FREEZE_SPEC, e.g. full=runs.csv:0")
+    rows = [r for r in read_runs(Path(path), [metric]) if r["freeze"] == spec]
+    if not rows:
+        raise MinifreezeError(f"arm {arm!r}: {path} has no finished run with freeze {spec}")
+    return [row | {"freeze": label} for row in rows]
+
+
+def main(argv: list[str] | None = None) -> list[str]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("arms", nargs="+", help="LABEL=RUNS_CSV:FREEZE_SPEC; the first is the reference")
+    parser.add_argument(
+        "--metric", default="heldout_accuracy", help="a runs.csv column (default: %(default)s)"
+    )
+    args = parser.parse_args(argv)
+    rows = [row for arm in args.arms for row in arm_rows(arm, args.metric)]
+    lines = interval_tables(rows, args.metric, reference=rows[0]["freeze"])
+    print("\n".join(lines))
+    return lines
+
+
+if __name__ == "__main__":
+    cli.run(main)
