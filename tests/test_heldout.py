@@ -91,6 +91,8 @@ def test_a_sweep_with_heldout_reports_intervals_and_cpu_seconds(toy_model, toy_d
     assert "### heldout_accuracy: mean ± 95% confidence interval" in summary
     assert "each spec minus freeze 0 (none), paired by seed and data subset" in summary
     assert "CPU s (n=32)" in summary and "data seeds 0, 1" in summary
+    bias = [float(r["accuracy"]) - float(r["heldout_accuracy"]) - float(r["heldout_offset"]) for r in rows]
+    assert f"the selection part scores {sum(bias) / len(bias):+.4f} ± " in summary  # the measured flattery
     cached = {(r["seed"], r["data_seed"]): float(r["cache_hit_fraction"]) for r in rows if r["freeze"] == "1"}
     assert (cached["0", "0"], cached["1", "0"], cached["1", "1"]) == (0.0, 1.0, 1.0)  # seed 1 reuses seed 0's
     assert 0 < cached["0", "1"] < 1  # a new subset: the validation examples (and shared ones) were cached

@@ -26,6 +26,7 @@ import dataclasses
 import itertools
 import json
 import shutil
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -207,7 +208,7 @@ HIGHER_IS_BETTER = [
     *(m for m in problem.SUMMARY[problem.REGRESSION] if m not in problem.LOWER_IS_BETTER),
 ]
 HIGHER_IS_BETTER += [m for m in problem.SUMMARY[problem.MULTI] if m != "loss"]
-OTHER_METRICS = [f"heldout_{m}" for m in HIGHER_IS_BETTER] + ["heldout_loss"]  # with --heldout
+OTHER_METRICS = [f"heldout_{m}" for m in HIGHER_IS_BETTER] + ["heldout_loss", "heldout_offset"]  # --heldout
 OTHER_METRICS += [m for m in HIGHER_IS_BETTER if m not in METRICS] + ["mse"]
 OTHER_METRICS += [f"max_{m}" for m in HIGHER_IS_BETTER if m not in METRICS]
 
@@ -234,6 +235,8 @@ def collect_row(cfg: train.TrainConfig) -> dict | None:
     # Each metric at its own best evaluation, whichever checkpoint the selection kept: what a study that
     # selects by that metric would report (the published freeze study reports CoLA this way, by accuracy).
     row |= {f"max_{m}": max(r[m] for r in evals) for m in HIGHER_IS_BETTER if m in row and evals}
+    if evals and f"heldout_{cfg.metric}" in evals[0]:  # how far the two parts differ without any choosing
+        row["heldout_offset"] = statistics.fmean(r[cfg.metric] - r[f"heldout_{cfg.metric}"] for r in evals)
     if (run_dir / "sweep.json").is_file():
         row |= json.loads((run_dir / "sweep.json").read_text())
     return row
