@@ -91,6 +91,16 @@ def test_a_sweep_with_heldout_reports_intervals_and_cpu_seconds(toy_model, toy_d
     assert "### heldout_accuracy: mean ± 95% confidence interval" in summary
     assert "each spec minus freeze 0 (none), paired by seed and data subset" in summary
     assert "CPU s (n=32)" in summary and "data seeds 0, 1" in summary
+    evals = [
+        json.loads(line)
+        for line in (out / "runs" / rows[0]["run"] / "metrics.jsonl").read_text().splitlines()
+    ]
+    by_selection = max(evals, key=lambda r: r["accuracy"])  # the loop's choice: the first of the best
+    by_heldout = max(evals, key=lambda r: r["heldout_accuracy"])  # the choice the other way round
+    crossfit = (by_selection["heldout_accuracy"] + by_heldout["accuracy"]) / 2
+    assert float(rows[0]["crossfit_accuracy"]) == pytest.approx(crossfit) and len(evals) == 2
+    assert float(rows[0]["heldout_accuracy"]) == pytest.approx(by_selection["heldout_accuracy"])
+    assert "### crossfit_accuracy: mean ± 95% confidence interval" in summary
     bias = [float(r["accuracy"]) - float(r["heldout_accuracy"]) - float(r["heldout_offset"]) for r in rows]
     assert f"the selection part scores {sum(bias) / len(bias):+.4f} ± " in summary  # the measured flattery
     cached = {(r["seed"], r["data_seed"]): float(r["cache_hit_fraction"]) for r in rows if r["freeze"] == "1"}

@@ -209,6 +209,7 @@ HIGHER_IS_BETTER = [
 ]
 HIGHER_IS_BETTER += [m for m in problem.SUMMARY[problem.MULTI] if m != "loss"]
 OTHER_METRICS = [f"heldout_{m}" for m in HIGHER_IS_BETTER] + ["heldout_loss", "heldout_offset"]  # --heldout
+OTHER_METRICS += [f"crossfit_{m}" for m in HIGHER_IS_BETTER]
 OTHER_METRICS += [m for m in HIGHER_IS_BETTER if m not in METRICS] + ["mse"]
 OTHER_METRICS += [f"max_{m}" for m in HIGHER_IS_BETTER if m not in METRICS]
 
@@ -237,9 +238,23 @@ def collect_row(cfg: train.TrainConfig) -> dict | None:
     row |= {f"max_{m}": max(r[m] for r in evals) for m in HIGHER_IS_BETTER if m in row and evals}
     if evals and f"heldout_{cfg.metric}" in evals[0]:  # how far the two parts differ without any choosing
         row["heldout_offset"] = statistics.fmean(r[cfg.metric] - r[f"heldout_{cfg.metric}"] for r in evals)
+        row |= crossfit(evals, cfg.metric)
     if (run_dir / "sweep.json").is_file():
         row |= json.loads((run_dir / "sweep.json").read_text())
     return row
+
+
+def crossfit(evals: list[dict], metric: str) -> dict:
+    """crossfit_<m>: choose on the selection part and score on the held-out part, then the other way round,
+    and average: every validation example reports, none reports on its own choice (metrics.jsonl has both
+    parts at every evaluation). The first best evaluation wins a tie, as in the loop."""
+    sign = -1 if metric in problem.LOWER_IS_BETTER else 1
+    by_part = (
+        max(evals, key=lambda r: sign * r[metric]),
+        max(evals, key=lambda r: sign * r[f"heldout_{metric}"]),
+    )
+    shown = [m for m in HIGHER_IS_BETTER if f"heldout_{m}" in evals[0]]
+    return {f"crossfit_{m}": (by_part[0][f"heldout_{m}"] + by_part[1][m]) / 2 for m in shown}
 
 
 def write_csv(rows: list[dict], path: Path) -> None:

@@ -343,6 +343,15 @@ def summary(rows: list[dict], selected_by: str, metrics: list[str], root: Path) 
             "saw. The tables after them score the selection part itself, which flatters the choice.", "",
         ]  # fmt: skip
         lines += selection_bias(ok, selected_by)
+        crossfit = [m for m in heldout if ok[0].get(f"crossfit_{m}") not in (None, "")]
+        if crossfit:
+            lines += [
+                f"`crossfit_`: the checkpoint chosen by {selected_by} on the selection part scored on the "
+                "held-out part, and the one chosen on the held-out part scored on the selection part, "
+                "averaged: all of validation reports, and no example scores its own choice.", "",
+            ]  # fmt: skip
+        for metric in crossfit:
+            lines += interval_tables(ok, f"crossfit_{metric}")
         for metric in heldout:
             lines += interval_tables(ok, f"heldout_{metric}")
             if plots:
