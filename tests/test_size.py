@@ -81,8 +81,8 @@ BUDGETS = {
     "minifreeze/cache/__main__.py": 175,
     # sweep.py (420) became a package in issue 18: the runner (grid, run folders, runs.csv) and the report
     # (tables, plots, and reading runs.csv for scripts/compare_*.py, which dropped their own copies).
-    # issue 24: the grid's data subsets (--data-seeds), CPU seconds, cache reuse, cross-fitting (+40); the report's
-    # intervals, paired tests, seed spreads and the measured selection bias (+86; statistics in stats.py)
+    # issue 24: the grid's data subsets (--data-seeds), CPU seconds, cache reuse, cross-fitting (+40);
+    # the report's intervals, paired tests, seed spreads, the measured selection bias (+91; stats.py)
     "minifreeze/sweep/__init__.py": 280,
     "minifreeze/sweep/report.py": 350,
     # issue 22: examples from Python (lists, dicts, DataFrames, datasets.Dataset) as Tables for data.py
