@@ -1,6 +1,6 @@
 """Each follow-up experiment beside the main freeze study, cell by cell and seed by seed.
 
-    python scripts/compare_followups.py docs/study/sst2/runs.csv docs/study/followups/*/runs.csv
+    python scripts/compare_followups.py docs/study/round1/sst2/runs.csv docs/study/round1/followups/*/runs.csv
 
 A follow-up (scripts/run_study_followups.sh) reruns some cells of the study with one or two options
 changed. Seeds are paired: run s of a cell in both sweeps shares its data subset, initial head and data

@@ -1,6 +1,6 @@
 """Our freeze study beside the published RoBERTa-base one, matched by the fraction of the encoder frozen.
 
-    python scripts/compare_published.py docs/study/sst2/runs.csv docs/study/cola/runs.csv [--gain]
+    python scripts/compare_published.py docs/study/round1/sst2/runs.csv docs/study/round1/cola/runs.csv [--gain]
 
 The published study (raphaelb.net/posts/freezing-bert, 2020; its appendix tables are in
 docs/study/published/roberta_base_freezing.csv) froze 0, 2, 4, 8, 10 or 12 of RoBERTa-base's 12 layers

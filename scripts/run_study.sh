@@ -10,9 +10,10 @@
 #   grid      SST-2, depths -1..6 x n = 50, 100, 200, 500, 1000 x 5 seeds; 3 data subsets at n <= 200
 #   cola      CoLA, depths -1..6 x n = 200, 500, 1000 x 5 seeds, checkpoint chosen by MCC
 #   lr        SST-2 n = 1000, depths 0, 2, 4, 5, 6 x lr 2e-5, 5e-5, 1e-4, 5e-4 x [CLS] and mean pooling x 3 seeds
-#   headonly  rotten_tomatoes n = 1000: only the head trains (head) vs everything (0), 5 seeds
-#   matched   SST-2 n = 500, one trainable fraction three ways: depth 4 (16.28% trains), random:0.843
-#             (16.26%, element-wise), against BitFit (0.12%) and full fine-tuning, 5 seeds
+#   headonly  rotten_tomatoes n = 1000: only the head trains (head) vs everything (0), 5 seeds; the head
+#             also at lr 1e-3 and 1e-2 (its own learning rates), on the [CLS] pooler and on mean pooling
+#   matched   SST-2 n = 500, one trainable fraction two ways: depth 4 (16.28% trains) and random:0.843
+#             (16.26%, element-wise), against BitFit (0.12%; also at lr 1e-3) and full fine-tuning, 5 seeds
 # Every phase reads scripts/study_protocol.toml, the protocol as run (half of validation selects, the other
 # half reports). Resumable: stop it any time (kill -TERM the python process; the current run is redone on
 # restart) and run the same command again. Two processes may share a phase if their seeds differ
@@ -47,7 +48,15 @@ case $phase in
                     --train-sizes 1000 --seeds 3 "$@"
             done
         done ;;
-    headonly) sweep headonly --dataset rotten_tomatoes --freeze head,0 --train-sizes 1000 --seeds 5 "$@" ;;
-    matched) sweep matched --dataset sst2 --freeze 0,4,random:0.843,bitfit --train-sizes 500 --seeds 5 "$@" ;;
+    headonly) sweep headonly --dataset rotten_tomatoes --freeze head,0 --train-sizes 1000 --seeds 5 "$@"
+              for lr in 1e-3 1e-2; do  # 770 weights at lr 5e-5 hardly move: the head's own learning rates,
+                  for pooling in cls mean; do  # on the frozen [CLS] pooler (as the post) and on the mean
+                      sweep "headonly-$pooling-lr$lr" --dataset rotten_tomatoes --freeze head --lr "$lr" \
+                          --pooling "$pooling" --train-sizes 1000 --seeds 5 "$@"
+                  done
+              done ;;
+    matched) sweep matched --dataset sst2 --freeze 0,4,random:0.843,bitfit --train-sizes 500 --seeds 5 "$@"
+             # BitFit at its paper's learning rate too (Ben Zaken et al. tune 1e-4..1e-3; 5e-5 is too low)
+             sweep matched-bitfit-lr1e-3 --dataset sst2 --freeze bitfit --lr 1e-3 --train-sizes 500 --seeds 5 "$@" ;;
     *) echo "run_study.sh: unknown phase '$phase' (use grid, cola, lr, headonly or matched)" >&2; exit 2 ;;
 esac

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Four small follow-ups to the freeze study (docs/study.md, "Follow-ups"), each testing one explanation
+# Round 1's four follow-ups (docs/study/round1/README.md, "Follow-ups"), each testing one explanation
 # the study could only offer as a guess. Same protocol and flags as scripts/run_study.sh, SST-2, sizes 100
 # and 500, with one or two options changed:
 #   lr5e-4     peak lr 5e-4 instead of 5e-5 at the deep depths 4, 5, 6 (is the collapse a learning-rate
@@ -11,14 +11,16 @@
 #              much did evaluating every 2 epochs lower the reported best scores?)
 #
 # Usage: STUDY_WORK=$HOME/minifreeze-study scripts/run_study_followups.sh [lr5e-4|mean|mean-lr5e-4|halfepoch ...]
-#        REPORT_ONLY=1 scripts/run_study_followups.sh        (summary.md, runs.csv, plots -> docs/study/followups/)
+#        REPORT_ONLY=1 scripts/run_study_followups.sh        (summary.md, runs.csv, plots -> docs/study/round1/followups/)
 # Resumable like run_study.sh: finished runs are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MINIFREEZE_DATA_DIR="${MINIFREEZE_DATA_DIR:-$(cd .. && pwd)/shared/data}"  # ../shared/data by default
 WORK="${STUDY_WORK:-$HOME/minifreeze-study}"  # not /tmp: a machine restart may clear it
 
-COMMON=(--config scripts/study_protocol.toml --model bundled:minilm --dataset sst2 --metric accuracy
+# Round 1's protocol: today's scripts/study_protocol.toml with round 1's weight decay and whole-set selection.
+COMMON=(--config scripts/study_protocol.toml --weight-decay 0.01 --heldout 0
+        --model bundled:minilm --dataset sst2 --metric accuracy
         --report accuracy,mcc --max-length 64 --eval-batch-size 128 --threads 1
         --cache-frozen --cache-dir none --train-sizes 100,500)
 TWO_EPOCHS=(--eval-every 2ep)
@@ -54,7 +56,7 @@ names=("$@")
 for name in "${names[@]}"; do
     experiment "$name"
     if [ -n "${REPORT_ONLY:-}" ]; then
-        mkdir -p "docs/study/followups/$name"
-        cp "$WORK/sst2-$name"/{runs.csv,summary.md,*.png} "docs/study/followups/$name/"
+        mkdir -p "docs/study/round1/followups/$name"
+        cp "$WORK/sst2-$name"/{runs.csv,summary.md,*.png} "docs/study/round1/followups/$name/"
     fi
 done

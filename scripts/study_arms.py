@@ -22,7 +22,8 @@ from minifreeze.sweep.report import interval_tables, read_runs
 
 def arm_rows(arm: str, metric: str) -> list[dict]:
     label, sep, source = arm.partition("=")
-    path, colon, spec = source.rpartition(":")
+    path, colon, spec = source.partition(".csv:")  # a spec may hold colons itself: random:0.9, top:2
+    path += ".csv"
     if not (sep and colon and label and spec):
         raise MinifreezeError(f"arm {arm!r}: write LABEL=RUNS_CSV:FREEZE_SPEC, e.g. full=runs.csv:0")
     rows = [r for r in read_runs(Path(path), [metric]) if r["freeze"] == spec]

@@ -175,5 +175,7 @@ def test_study_arms_pairs_runs_of_different_sweeps(tmp_path, capsys):
     assert "head fast" in capsys.readouterr().out
     with pytest.raises(MinifreezeError, match="LABEL=RUNS_CSV:FREEZE_SPEC"):
         load("study_arms").main(["no-label"])
+    spec = write_csv(tmp_path / "c.csv", [run("random:0.9", s, 0.6, "5e-05") for s in range(4)])
+    assert "| random |" not in "\n".join(load("study_arms").main([f"r={spec}:random:0.9", f"full={full}:0"]))
     with pytest.raises(MinifreezeError, match="no finished run with freeze 7"):
         load("study_arms").main([f"x={full}:7"])

@@ -1,0 +1,86 @@
+"""docs/study.md's tables are the committed runs' tables: each is rebuilt here from its runs.csv files
+(the sweep report's interval tables, or scripts/study_arms.py's), and every row must be in the page."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from minifreeze.sweep.report import interval_tables, read_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDY = ROOT / "docs" / "study"
+
+# scripts/study_arms.py arms as docs/study.md quotes them: (label, sweep folder, freeze spec)
+HEAD_ONLY = [
+    ("full (lr 5e-5)", "headonly", "0"),
+    ("head, CLS, lr 5e-5", "headonly", "head"),
+    ("head, CLS, lr 1e-3", "headonly-cls-lr1e-3", "head"),
+    ("head, CLS, lr 1e-2", "headonly-cls-lr1e-2", "head"),
+    ("head, mean, lr 1e-3", "headonly-mean-lr1e-3", "head"),
+    ("head, mean, lr 1e-2", "headonly-mean-lr1e-2", "head"),
+]
+MATCHED = [
+    ("full (0)", "matched", "0"),
+    ("depth 4", "matched", "4"),
+    ("random:0.843", "matched", "random:0.843"),
+    ("bitfit, lr 5e-5", "matched", "bitfit"),
+    ("bitfit, lr 1e-3", "matched-bitfit-lr1e-3", "bitfit"),
+]
+SWEEPS = ["grid"]  # whole sweeps whose interval tables the page quotes
+
+
+def study_arms():
+    spec = importlib.util.spec_from_file_location("study_arms", ROOT / "scripts" / "study_arms.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def table_rows(lines: list[str]) -> list[str]:
+    return [line for line in lines if line.startswith("| ") and not line.startswith("| train size")]
+
+
+def page_lines() -> set[str]:
+    return {line.strip() for line in (ROOT / "docs" / "study.md").read_text().splitlines()}
+
+
+@pytest.mark.parametrize("arms", [HEAD_ONLY, MATCHED], ids=["headonly", "matched"])
+def test_arm_tables_are_the_committed_runs(arms, capsys):
+    argv = ["--metric", "crossfit_accuracy"]
+    argv += [f"{label}={STUDY / folder / 'runs.csv'}:{spec}" for label, folder, spec in arms]
+    rows = table_rows(study_arms().main(argv))
+    capsys.readouterr()
+    missing = [row for row in rows if row not in page_lines()]
+    assert rows and not missing, f"docs/study.md lacks these rows (rerun scripts/study_arms.py): {missing}"
+
+
+@pytest.mark.parametrize("folder", SWEEPS)
+def test_sweep_tables_are_the_committed_runs(folder):
+    rows = table_rows(interval_tables(read_runs(STUDY / folder / "runs.csv"), "crossfit_accuracy"))
+    missing = [row for row in rows if row not in page_lines()]
+    assert rows and not missing, f"docs/study.md lacks these rows of docs/study/{folder}: {missing}"
+
+
+def cell_mean(folder: str, spec: str, column: str = "crossfit_accuracy") -> float:
+    values = [float(r[column]) for r in read_runs(STUDY / folder / "runs.csv") if r["freeze"] == spec]
+    return sum(values) / len(values)
+
+
+def test_the_results_summary_quotes_the_committed_runs():
+    """docs/results.md's study table: each figure is a cell mean of a committed runs.csv."""
+    page = (ROOT / "docs" / "results.md").read_text()
+    rows = {
+        "SST-2 n=100, depth 0 / -1 / 1 / 2 / 4": [("grid", s) for s in ("0", "-1", "1", "2", "4")],
+        "SST-2 n=500, full / depth 4 / random:0.843 / BitFit (lr 1e-3)": [
+            ("matched", "0"), ("matched", "4"), ("matched", "random:0.843"), ("matched-bitfit-lr1e-3", "bitfit")],
+        "rotten_tomatoes n=1000, full / head only (mean pooling, lr 1e-3)": [
+            ("headonly", "0"), ("headonly-mean-lr1e-3", "head")],
+    }  # fmt: skip
+    for label, cells in rows.items():
+        line = next(line for line in page.splitlines() if line.startswith(f"| {label} |"))
+        accuracy, _, cpu = [c.strip() for c in line.strip("|").split("|")[1:]]
+        assert accuracy == " / ".join(f"{cell_mean(f, s):.3f}" for f, s in cells)
+        assert cpu == " / ".join(f"{cell_mean(f, s, 'cpu_seconds'):.0f}" for f, s in cells)
