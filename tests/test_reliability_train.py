@@ -194,7 +194,7 @@ def test_a_nan_evaluation_is_never_saved_or_selected(toy_model, toy_data, tmp_pa
     real = train_module.evaluate_split
     calls = []
 
-    def nan_on_the_second_call(model, encoded, pad_id, batch_size, device, forward):
+    def nan_on_the_second_call(model, encoded, pad_id, batch_size, device, forward, parts=None):
         calls.append(1)
         if len(calls) == 2:
             poisoned = forward
@@ -202,7 +202,7 @@ def test_a_nan_evaluation_is_never_saved_or_selected(toy_model, toy_data, tmp_pa
             def forward(batch):  # noqa: F811 - the poisoned logits the real evaluation then scores
                 return poisoned(batch) * float("nan")
 
-        return real(model, encoded, pad_id, batch_size, device, forward=forward)
+        return real(model, encoded, pad_id, batch_size, device, forward=forward, parts=parts)
 
     monkeypatch.setattr(train_module, "evaluate_split", nan_on_the_second_call)
     out = tmp_path / "run"

@@ -276,7 +276,7 @@ def write_report(opts, grid: list[train.TrainConfig], root: Path, metrics: list[
     lines = [
         f"# Freeze sweep: {opts.model} on {opts.dataset}", "",
         f"{finished} of {len(grid)} runs finished ({len(rows) - finished} failed or incomplete). Best checkpoint "
-        f"chosen by {opts.metric} on {chosen_on(opts)}; every table reads that checkpoint. Protocol: {opts.epochs} "
+        f"chosen by {chosen_by(opts)}; every table reads that checkpoint. Protocol: {opts.epochs} "
         f"epochs, batch {opts.batch_size}, lr {opts.lr}, warm-up {opts.warmup}, evaluation every "
         f"{opts.eval_every}, max length {opts.max_length}, {subsets_text(opts)}.", "",
     ]  # fmt: skip
@@ -284,10 +284,10 @@ def write_report(opts, grid: list[train.TrainConfig], root: Path, metrics: list[
     return rows
 
 
-def chosen_on(opts) -> str:
+def chosen_by(opts) -> str:
     if not opts.heldout:
-        return "the validation set"
-    return f"{1 - opts.heldout:.0%} of the validation set (the other {opts.heldout:.0%} is held out)"
+        return f"validation {opts.metric}"
+    return f"{opts.metric} on {1 - opts.heldout:.0%} of the validation set (the other {opts.heldout:.0%} is held out)"
 
 
 def subsets_text(opts) -> str:
