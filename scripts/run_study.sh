@@ -17,7 +17,8 @@
 # Every phase reads scripts/study_protocol.toml, the protocol as run (half of validation selects, the other
 # half reports). Resumable: stop it any time (kill -TERM the python process; the current run is redone on
 # restart) and run the same command again. Two processes may share a phase if their seeds differ
-# (grid --seeds 0,1,2 and grid --seeds 3,4): each run has its own folder. Time per run is CPU time.
+# (grid --seeds 0,1,2 and grid --seeds 3,4): each run has its own folder. One seed alone takes a comma
+# (--seeds 4,): --seeds 4 means a count, seeds 0-3. Time per run is CPU time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MINIFREEZE_DATA_DIR="${MINIFREEZE_DATA_DIR:-$(cd .. && pwd)/shared/data}"  # ../shared/data by default
