@@ -445,6 +445,8 @@ def _train(cfg: TrainConfig, stack: ExitStack, python_data: tuple = (None, None)
         "steps": progress.step,
         "stopped": reason,
         "signal": stop.signal if reason.startswith("stopped by signal") else None,
+        # a signal during the last step's evaluation or after it: the run is complete, the caller stops
+        "late_signal": None if reason.startswith("stopped by signal") else stop.signal,
         "out": str(out),
         "majority_baseline": baseline,
         "train_samples_per_second": progress.samples_per_second,
@@ -625,7 +627,8 @@ PROG = "python -m minifreeze.train"
 DESCRIPTION = (
     "Fine-tune a classifier with layer freezing. Exit status: 0 when the run is done (also for --resume of "
     "a finished run), 2 for bad input (one line on stderr), 128 + N when signal N (SIGINT 130, SIGTERM 143) "
-    "stopped it after saving a checkpoint: continue with --out DIR --resume. One run at a time per --out. "
+    "stopped it after saving a checkpoint (continue with --out DIR --resume) or came as it finished. "
+    "One run at a time per --out. "
     "With no arguments at all it runs the demo: the default model on a 4,000-example subset of SST-2 "
     "(--train-size 4000; otherwise the default is the whole training set), freeze 2, 2 epochs."
 )
@@ -654,6 +657,12 @@ def main(argv: list[str] | None = None) -> dict:
             f"stopped by signal {summary['signal']} at step {summary['steps']}, checkpoint saved; "
             f"continue with: {PROG} --out {summary['out']} --resume",
             summary["signal"],
+        )
+    if summary.get("late_signal"):  # a finished run the caller was asked to stop after
+        raise cli.Stopped(
+            f"stopped by signal {summary['late_signal']} after the last step: the run finished, "
+            f"its results are in {summary['out']}",
+            summary["late_signal"],
         )
     return summary
 

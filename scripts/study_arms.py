@@ -8,6 +8,11 @@ An arm is LABEL=RUNS_CSV:FREEZE_SPEC: the finished runs of one spec in one sweep
 rate, so comparing a head trained at its own learning rate with full fine-tuning at the protocol's takes
 two sweeps; their runs pair by seed and data subset as a sweep's own specs do (same subset, same data
 order, same head initialisation), and the table is the sweep report's (minifreeze/sweep/report.py).
+
+    python scripts/study_arms.py --metric crossfit_accuracy --sweep docs/study/grid/runs.csv
+
+--sweep takes a whole sweep, every spec as it is; several are one grid run in parts (other train sizes or
+data subsets, in other folders), and the tables are that grid's, paired against depth 0.
 """
 
 from __future__ import annotations
@@ -34,13 +39,22 @@ def arm_rows(arm: str, metric: str) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> list[str]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("arms", nargs="+", help="LABEL=RUNS_CSV:FREEZE_SPEC; the first is the reference")
+    parser.add_argument("arms", nargs="*", help="LABEL=RUNS_CSV:FREEZE_SPEC; the first is the reference")
+    parser.add_argument("--sweep", action="append", default=[], help="a whole sweep's runs.csv (repeatable)")
     parser.add_argument(
         "--metric", default="heldout_accuracy", help="a runs.csv column (default: %(default)s)"
     )
     args = parser.parse_args(argv)
-    rows = [row for arm in args.arms for row in arm_rows(arm, args.metric)]
-    lines = interval_tables(rows, args.metric, reference=rows[0]["freeze"])
+    if bool(args.arms) == bool(args.sweep):
+        raise MinifreezeError(
+            "give either arms (LABEL=RUNS_CSV:FREEZE_SPEC ...) or --sweep RUNS_CSV, not both"
+        )
+    if args.sweep:
+        rows = [row for path in args.sweep for row in read_runs(Path(path), [args.metric])]
+        lines = interval_tables(rows, args.metric)
+    else:
+        rows = [row for arm in args.arms for row in arm_rows(arm, args.metric)]
+        lines = interval_tables(rows, args.metric, reference=rows[0]["freeze"])
     print("\n".join(lines))
     return lines
 

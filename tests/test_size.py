@@ -53,8 +53,9 @@ BUDGETS = {
     # 555 with issue 20's --freeze-schedule, --max-freeze, --lr-decay and the freezer's hooks (+20);
     # 565 with issue 21's "timings" laps (where a whole run's wall time went: runtime.Laps).
     # 585 with issue 21's --packing and --cache-frozen auto (cache/auto.py) and --cache-tokens.
-    # 595 with issue 24's --heldout (select on one part of validation, report on the other).
-    "minifreeze/train.py": 595,
+    # 595 with issue 24's --heldout (select on one part of validation, report on the other); 605 when a
+    # signal during the last step's evaluation stopped being swallowed (late_signal, and its exit status).
+    "minifreeze/train.py": 605,
     # the checkpoint: 150, then issue 19's trainable-only DIR/last (what to keep, the base's hashes checked
     # on --resume) and issue 20's freeze events in Progress (+18)
     "minifreeze/resume.py": 170,
@@ -82,9 +83,11 @@ BUDGETS = {
     # sweep.py (420) became a package in issue 18: the runner (grid, run folders, runs.csv) and the report
     # (tables, plots, and reading runs.csv for scripts/compare_*.py, which dropped their own copies).
     # issue 24: the grid's data subsets (--data-seeds), CPU seconds, cache reuse, cross-fitting (+40);
-    # the report's intervals, paired tests, seed spreads, the measured selection bias (+91; stats.py)
-    "minifreeze/sweep/__init__.py": 280,
-    "minifreeze/sweep/report.py": 350,
+    # the report's intervals, paired tests, seed spreads, the measured selection bias (+91; stats.py);
+    # then the spread across data subsets beside the seed spread (report +14), and a sweep that stops when
+    # a signal comes as a run ends instead of going on (runner +2)
+    "minifreeze/sweep/__init__.py": 285,
+    "minifreeze/sweep/report.py": 370,
     # issue 22: examples from Python (lists, dicts, DataFrames, datasets.Dataset) as Tables for data.py
     "minifreeze/pydata.py": 165,
     # issue 19: the delta format (save, check the base's hashes, apply), each refusal with its one line
@@ -115,8 +118,9 @@ DEFAULT_BUDGET = 150  # any other file; a module that outgrows it deserves its o
 # 8000 with issue 21's packed layers (encoder.Packing, ~35), --cache-frozen auto (cache/auto.py, ~35)
 # and the tokenization cache (token_cache.py).
 # 8300 with issue 24's study statistics (stats.py: t and chi-square from the standard library, ~100),
-# --heldout and the report's interval tables.
-TOTAL_BUDGET = 8350
+# --heldout and the report's interval tables; 8350 with the cross-fitted scores and arms; 8400 with the
+# spread across data subsets and the signal that comes as a run ends.
+TOTAL_BUDGET = 8400
 # The loop, read in one sitting (issue 18): lines of train._train as a reader scrolls them (phase banners,
 # comments and blank lines included; 300 before the issue, 190 after), and of the try block that is its
 # loop (51, one screen).

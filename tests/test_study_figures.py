@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from minifreeze.sweep.report import interval_tables, read_runs
+from minifreeze.sweep.report import read_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "docs" / "study"
@@ -29,7 +29,8 @@ MATCHED = [
     ("bitfit, lr 5e-5", "matched", "bitfit"),
     ("bitfit, lr 1e-3", "matched-bitfit-lr1e-3", "bitfit"),
 ]
-SWEEPS = ["grid"]  # whole sweeps whose interval tables the page quotes
+# whole sweeps whose interval tables the page quotes; a list is one grid run in parts (study_arms --sweep)
+SWEEPS = [["grid"]]
 
 
 def study_arms():
@@ -57,15 +58,21 @@ def test_arm_tables_are_the_committed_runs(arms, capsys):
     assert rows and not missing, f"docs/study.md lacks these rows (rerun scripts/study_arms.py): {missing}"
 
 
-@pytest.mark.parametrize("folder", SWEEPS)
-def test_sweep_tables_are_the_committed_runs(folder):
-    rows = table_rows(interval_tables(read_runs(STUDY / folder / "runs.csv"), "crossfit_accuracy"))
+@pytest.mark.parametrize("folders", SWEEPS, ids="+".join)
+def test_sweep_tables_are_the_committed_runs(folders, capsys):
+    argv = ["--metric", "crossfit_accuracy"]
+    argv += [arg for folder in folders for arg in ("--sweep", str(STUDY / folder / "runs.csv"))]
+    rows = table_rows(study_arms().main(argv))
+    capsys.readouterr()
     missing = [row for row in rows if row not in page_lines()]
-    assert rows and not missing, f"docs/study.md lacks these rows of docs/study/{folder}: {missing}"
+    assert rows and not missing, f"docs/study.md lacks these rows of docs/study/{folders}: {missing}"
 
 
 def cell_mean(folder: str, spec: str, column: str = "crossfit_accuracy") -> float:
-    values = [float(r[column]) for r in read_runs(STUDY / folder / "runs.csv") if r["freeze"] == spec]
+    """The mean of one spec's runs; `folder` may name a train size as FOLDER@N (the grid has several)."""
+    folder, _, size = folder.partition("@")
+    rows = [r for r in read_runs(STUDY / folder / "runs.csv") if r["freeze"] == spec]
+    values = [float(r[column]) for r in rows if not size or r["train_size"] == size]
     return sum(values) / len(values)
 
 
@@ -73,7 +80,7 @@ def test_the_results_summary_quotes_the_committed_runs():
     """docs/results.md's study table: each figure is a cell mean of a committed runs.csv."""
     page = (ROOT / "docs" / "results.md").read_text()
     rows = {
-        "SST-2 n=100, depth 0 / -1 / 1 / 2 / 4": [("grid", s) for s in ("0", "-1", "1", "2", "4")],
+        "SST-2 n=100, depth 0 / -1 / 1 / 2 / 4": [("grid@100", s) for s in ("0", "-1", "1", "2", "4")],
         "SST-2 n=500, full / depth 4 / random:0.843 / BitFit (lr 1e-3)": [
             ("matched", "0"), ("matched", "4"), ("matched", "random:0.843"), ("matched-bitfit-lr1e-3", "bitfit")],
         "rotten_tomatoes n=1000, full / head only (mean pooling, lr 1e-3)": [

@@ -179,3 +179,28 @@ def test_study_arms_pairs_runs_of_different_sweeps(tmp_path, capsys):
     assert "| random |" not in "\n".join(load("study_arms").main([f"r={spec}:random:0.9", f"full={full}:0"]))
     with pytest.raises(MinifreezeError, match="no finished run with freeze 7"):
         load("study_arms").main([f"x={full}:7"])
+
+
+def test_study_arms_joins_a_grid_run_in_parts(tmp_path):
+    """--sweep: two runs.csv of one grid (subset 0 in one, subset 1 in the other) are one table, paired by
+    seed and subset: the difference is +0.02 in every pair, whatever each subset's level."""
+
+    def run(freeze, seed, subset, value):
+        return dict(status="ok", train_size=100, freeze=freeze, seed=seed, data_seed=subset,
+                    crossfit_accuracy=value)  # fmt: skip
+
+    parts = []
+    for subset, level in ((0, 0.60), (1, 0.80)):
+        rows = [
+            run(f, s, subset, level + s / 50 + (0.02 if f == "2" else 0))
+            for f in ("0", "2")
+            for s in range(3)
+        ]
+        parts += ["--sweep", str(write_csv(tmp_path / f"part{subset}.csv", rows))]
+    lines = load("study_arms").main(["--metric", "crossfit_accuracy", *parts])
+    assert any(line.startswith("| 100 | ") and "(6)" in line for line in lines)  # 6 runs per cell
+    paired = next(line for line in lines if line.startswith("| 100 ") and "p " in line)
+    assert paired.split("|")[2].strip().startswith("**+0.020 ± 0.000")
+    assert any("spread across data subsets" in line for line in lines)
+    with pytest.raises(MinifreezeError, match="either arms"):
+        load("study_arms").main([f"x={tmp_path / 'part0.csv'}:0", *parts])

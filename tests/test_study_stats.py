@@ -90,7 +90,14 @@ def test_spread_is_pooled_within_data_subsets():
     rows = rows_for({"0": [0.50, 0.90, 0.52, 0.92, 0.54, 0.94]}, subsets=2)
     cells = paired_cells(rows, "heldout_accuracy")
     assert set(cells[100, "0"]) == {(s, d) for s in range(3) for d in range(2)}
-    spread = [line for line in interval_tables(rows, "heldout_accuracy") if line.startswith("| 100 ")][-1]
+    lines = interval_tables(rows, "heldout_accuracy")
+    spread, across = [line for line in lines if line.startswith("| 100 ")][-2:]
     std = (sum((x - m) ** 2 for m, xs in ((0.52, (0.50, 0.52, 0.54)), (0.92, (0.90, 0.92, 0.94))) for x in xs)
            / 4) ** 0.5  # fmt: skip
     assert spread.split("|")[2].strip().startswith(f"{std:.3f} [")
+    # ...and the subsets' own spread is the std of their means, 0.52 and 0.92, on 1 degree of freedom
+    low, high = stats.sigma_interval(statistics.stdev([0.52, 0.92]), 1)
+    assert across.split("|")[2].strip() == f"{statistics.stdev([0.52, 0.92]):.3f} [{low:.3f}, {high:.3f}]"
+    assert any("spread across data subsets" in line for line in lines)
+    one_subset = interval_tables(rows_for({"0": [0.5, 0.6, 0.7]}), "heldout_accuracy")
+    assert not any("spread across data subsets" in line for line in one_subset)

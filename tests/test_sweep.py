@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -130,6 +131,24 @@ def test_a_run_stopped_by_a_signal_stops_the_sweep_and_is_redone_later(tmp_path)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(opts, stopped_by_signal)
     assert not (tmp_path / "runs" / "freeze1-n8-s0" / "summary.json").exists()
+
+
+def test_a_signal_as_a_run_ends_keeps_the_run_and_stops_the_sweep(tmp_path):
+    """train() reports a signal that came after its last step as late_signal: the run is done (kept, with its
+    cost), and the sweep stops before the next one instead of swallowing the request."""
+    calls = []
+
+    def finished_then_signalled(cfg):
+        calls.append(Path(cfg.out).name)
+        Path(cfg.out).mkdir(parents=True)
+        (Path(cfg.out) / "summary.json").write_text('{"stopped": "completed", "late_signal": 15}')
+
+    argv = ["--freeze", "1,2", "--train-sizes", "8", "--seeds", "1", "--out", str(tmp_path)]
+    opts = cli.parse(SweepOptions, argv, "s", "t")
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(opts, finished_then_signalled)
+    assert calls == ["freeze1-n8-s0"]
+    assert json.loads((tmp_path / "runs" / "freeze1-n8-s0" / "sweep.json").read_text())["cpu_seconds"] >= 0
 
 
 def test_aggregate_statistics_on_known_values():

@@ -319,30 +319,30 @@ def test_killed_run_resumes_bit_identical(uninterrupted, toy_model, toy_data, tm
     assert resumed["metrics"] == run_uninterrupted["metrics"]
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_saves_exits_128_plus_the_signal_and_resumes_bit_identical(
-    uninterrupted, toy_model, toy_data, tmp_path, signum, status
-):
-    out = tmp_path / "term"
+def train_signalled_at(step: int, signum: int, argv: list[str]) -> subprocess.CompletedProcess:
+    """`python -m minifreeze.train ARGV` in a child that sends itself `signum` as optimizer step `step` ends."""
     child = (
         "import os, signal, sys, minifreeze.train as t\n"
         "from minifreeze import cli\n"
         "make = t.make_optimizer\n"
         "def hooked(*a, **k):\n    opt = make(*a, **k)\n    steps = []\n"
         "    def post(o, args, kwargs):\n        steps.append(1)\n"
-        f"        if len(steps) == 5: os.kill(os.getpid(), {int(signum)})\n"
+        f"        if len(steps) == {step}: os.kill(os.getpid(), {int(signum)})\n"
         "    opt.register_step_post_hook(post)\n    return opt\n"
         "t.make_optimizer = hooked\n"
         "cli.run(t.main, sys.argv[1:])\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [sys.executable, "-c", child, *cli_args(toy_model, toy_data, out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    command = [sys.executable, "-c", child, *argv]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_saves_exits_128_plus_the_signal_and_resumes_bit_identical(
+    uninterrupted, toy_model, toy_data, tmp_path, signum, status
+):
+    out = tmp_path / "term"
+    done = train_signalled_at(5, signum, cli_args(toy_model, toy_data, out))
     assert done.returncode == status, done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
         f"stopped by signal {int(signum)} at step 5, checkpoint saved; "
@@ -354,6 +354,25 @@ def test_a_signal_saves_exits_128_plus_the_signal_and_resumes_bit_identical(
     resumed = main(["--out", str(out), "--resume", "--no-progress"])
     assert resumed["steps"] == 36
     assert_same_final_weights(uninterrupted[0], out)
+
+
+def test_a_signal_at_the_last_step_finishes_the_run_and_still_stops_the_caller(toy_model, toy_data, tmp_path):
+    """The last step's evaluation no longer looks at the flag: a signal then must not be swallowed (a sweep
+    would go on to its next run), nor turn a finished run into one to resume."""
+    out = tmp_path / "late"
+    done = train_signalled_at(36, signal.SIGTERM, cli_args(toy_model, toy_data, out))
+    assert done.returncode == 143, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"stopped by signal 15 after the last step: the run finished, its results are in {out}"
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["stopped"], summary["steps"], summary["signal"], summary["late_signal"]) == (
+        "completed",
+        36,
+        None,
+        15,
+    )
+    assert (out / "model" / "model.safetensors").is_file()
 
 
 def test_validation_split_chooses_among_several(toy_model, toy_data, tmp_path):

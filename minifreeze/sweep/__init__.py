@@ -195,6 +195,8 @@ def run_point(cfg: train.TrainConfig, opts, train_fn: Callable) -> None:
     if not opts.keep_models:
         for folder in ("model", "delta", "last"):
             shutil.rmtree(run_dir / folder, ignore_errors=True)
+    if json.loads((run_dir / "summary.json").read_text()).get("late_signal"):
+        raise KeyboardInterrupt  # asked to stop as the run ended: it is kept, the sweep stops here
 
 
 LEAD = ["run", "status", "error", "freeze", "train_size", "seed", "data_seed", "metric", "best_metric"]

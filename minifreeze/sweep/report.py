@@ -189,6 +189,14 @@ def interval_tables(rows: list[dict], metric: str, reference: str = "0") -> list
         "moves a run. With 5 seeds an std is known only to within about a factor of two.", "",
         *markdown_table(["train size", *map(spec_label, specs)], spreads), "",
     ]  # fmt: skip
+    draws = [[n] + [_subset_spread_text(cells.get((n, s), {})) for s in specs] for n in sizes]
+    if any(any(row[1:]) for row in draws):
+        lines += [
+            f"### {metric}: spread across data subsets (std of the subsets' means, its 95% interval)", "",
+            "How much the draw of the training examples moves a result. Each subset's mean over seeds keeps "
+            "its own seed noise (seed std / √seeds); well above that, the draw matters more than the seed.", "",
+            *markdown_table(["train size", *map(spec_label, specs)], draws), "",
+        ]  # fmt: skip
     return lines
 
 
@@ -229,17 +237,29 @@ def _paired_text(test: stats.Paired, holm_significant: bool) -> str:
 
 def _spread_text(cell: dict[tuple[int, int], float]) -> str:
     """Seed std within each data subset (pooled where there are several), with its interval."""
-    subsets: dict[int, list[float]] = {}
-    for (_seed, subset), value in cell.items():
-        subsets.setdefault(subset, []).append(value)
-    groups = [v for v in subsets.values() if len(v) > 1]
+    groups = [v for v in _by_subset(cell) if len(v) > 1]
     if not groups:
         return ""
     # pooled: squared deviations from each subset's own mean, one degree of freedom lost per subset
     df = sum(len(g) - 1 for g in groups)
-    std = (sum((x - statistics.fmean(g)) ** 2 for g in groups for x in g) / df) ** 0.5
+    return _std_text((sum((x - statistics.fmean(g)) ** 2 for g in groups for x in g) / df) ** 0.5, df)
+
+
+def _subset_spread_text(cell: dict[tuple[int, int], float]) -> str:
+    means = [statistics.fmean(v) for v in _by_subset(cell)]
+    return _std_text(statistics.stdev(means), len(means) - 1) if len(means) > 1 else ""
+
+
+def _std_text(std: float, df: int) -> str:
     low, high = stats.sigma_interval(std, df)
     return f"{std:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _by_subset(cell: dict[tuple[int, int], float]) -> list[list[float]]:
+    subsets: dict[int, list[float]] = {}  # one list of values per data subset
+    for (_seed, subset), value in cell.items():
+        subsets.setdefault(subset, []).append(value)
+    return list(subsets.values())
 
 
 # -------------------------------------------------------------------------------------------- plots
