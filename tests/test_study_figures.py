@@ -82,6 +82,7 @@ def test_the_results_summary_quotes_the_committed_runs():
     rows = {
         "SST-2 n=100, depth 0 / -1 / 1 / 2 / 4": [("grid@100", s) for s in ("0", "-1", "1", "2", "4")],
         "SST-2 n=200, depth 0 / -1 / 1 / 2 / 3 / 4": [("grid@200", s) for s in ("0", "-1", "1", "2", "3", "4")],
+        "SST-2 n=1000, depth 0 / -1 / 1 / 2 / 3 / 4": [("grid@1000", s) for s in ("0", "-1", "1", "2", "3", "4")],
         "SST-2 n=500, depth 0 / 2 / 3 / 4 / 5": [("grid@500", s) for s in ("0", "2", "3", "4", "5")],
         "SST-2 n=500, full / depth 4 / random:0.843 / BitFit (lr 1e-3)": [
             ("matched", "0"), ("matched", "4"), ("matched", "random:0.843"), ("matched-bitfit-lr1e-3", "bitfit")],
