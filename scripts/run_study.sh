@@ -10,6 +10,7 @@
 #   grid      SST-2, depths -1..6 x n = 50, 100, 200, 500, 1000 x 5 seeds; 3 data subsets at n <= 200
 #   cola      CoLA, depths -1..6 x n = 200, 500, 1000 x 5 seeds, checkpoint chosen by MCC
 #   lr        SST-2 n = 1000, depths 0, 2, 4, 5, 6 x lr 2e-5, 5e-5, 1e-4, 5e-4 x [CLS] and mean pooling x 3 seeds
+#             ([CLS] at lr 5e-5 is the grid's own n = 1000 runs of seeds 0-2: copied from it, not rerun)
 #   headonly  rotten_tomatoes n = 1000: only the head trains (head) vs everything (0), 5 seeds; the head
 #             also at lr 1e-3 and 1e-2 (its own learning rates), on the [CLS] pooler and on mean pooling
 #   matched   SST-2 n = 500, one trainable fraction two ways: depth 4 (16.28% trains) and random:0.843
@@ -37,13 +38,27 @@ sweep() {  # folder, then sweep flags
     fi
 }
 
+reuse_grid_runs() {  # lr 5e-5 on [CLS] is the protocol itself: the grid's n=1000 runs, seeds 0-2, subset 0
+    local into="$WORK/lr/cls-lr5e-5/runs" from d s  # the sweep checks their options before it skips them
+    for from in "$WORK/grid/runs" docs/study/grid/runs; do
+        for d in 0 2 4 5 6; do
+            for s in 0 1 2; do
+                if [ -f "$from/freeze$d-n1000-s$s-d0/summary.json" ] && [ ! -e "$into/freeze$d-n1000-s$s" ]; then
+                    mkdir -p "$into" && cp -r "$from/freeze$d-n1000-s$s-d0" "$into/freeze$d-n1000-s$s"
+                fi
+            done
+        done
+    done
+}
+
 phase=${1:?"usage: scripts/run_study.sh grid|cola|lr|headonly|matched [sweep flags]"}
 shift
 case $phase in
     grid) sweep grid --dataset sst2 "$ALL_DEPTHS" --train-sizes 50,100,200,500,1000 --seeds 5 \
               --data-seeds 3 --subsets-up-to 200 "$@" ;;
     cola) sweep cola --dataset cola --metric mcc "$ALL_DEPTHS" --train-sizes 200,500,1000 --seeds 5 "$@" ;;
-    lr) for pooling in cls mean; do
+    lr) reuse_grid_runs
+        for pooling in cls mean; do
             for lr in 2e-5 5e-5 1e-4 5e-4; do
                 sweep "lr/$pooling-lr$lr" --dataset sst2 --pooling "$pooling" --lr "$lr" --freeze 0,2,4,5,6 \
                     --train-sizes 1000 --seeds 3 "$@"

@@ -204,3 +204,34 @@ def test_study_arms_joins_a_grid_run_in_parts(tmp_path):
     assert any("spread across data subsets" in line for line in lines)
     with pytest.raises(MinifreezeError, match="either arms"):
         load("study_arms").main([f"x={tmp_path / 'part0.csv'}:0", *parts])
+
+
+def test_study_lr_regroups_the_phase_by_depth(tmp_path):
+    """One sweep per pooling and lr becomes one row per depth: each lr paired by seed with lr 5e-5 at the
+    same depth. Depth 4 gains +0.05 at lr 5e-4 in every pair, depth 0 loses 0.30; a lr not run yet
+    (mean pooling here) leaves its table out instead of failing."""
+
+    def run(freeze, seed, value):
+        return dict(status="ok", train_size=1000, freeze=freeze, seed=seed, data_seed=0,
+                    crossfit_accuracy=value)  # fmt: skip
+
+    for lr, shift in (("5e-5", {"0": 0.0, "4": 0.0}), ("5e-4", {"0": -0.30, "4": 0.05})):
+        folder = tmp_path / f"cls-lr{lr}"
+        folder.mkdir()
+        rows = [
+            run(f, s, 0.80 - 0.05 * int(f) / 4 + s / 100 + shift[f]) for f in ("0", "4") for s in range(3)
+        ]
+        write_csv(folder / "runs.csv", rows)
+    (tmp_path / "mean-lr5e-5").mkdir()  # started, nothing finished
+    plot = tmp_path / "lr.png"
+    lines = load("study_lr").main([str(tmp_path), "--plot", str(plot)])
+    assert plot.stat().st_size > 0
+    means = {line.split("|")[1].strip(): line for line in lines if line.startswith("| ") and "(3)" in line}
+    assert means["0 (none)"].rstrip(" |").endswith("5e-5") and means["4"].rstrip(" |").endswith("5e-4")
+    paired = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in lines if "(p " in line}
+    assert paired["0 (none)"].startswith("**-0.300 ± 0.000") and paired["4"].startswith("**+0.050 ± 0.000")
+    assert not any("mean pooling" in line for line in lines)
+    with pytest.raises(MinifreezeError, match="no POOLING-lrLR sweep folders"):
+        load("study_lr").main([str(tmp_path / "cls-lr5e-5")])
+    with pytest.raises(MinifreezeError, match="no finished runs at lr 1e-4"):
+        load("study_lr").main([str(tmp_path), "--reference", "1e-4"])

@@ -158,7 +158,7 @@ def interval_tables(rows: list[dict], metric: str, reference: str = "0") -> list
         row = [n]
         for s in specs:
             values = list(cells.get((n, s), {}).values())
-            row.append(_mean_text(values) if values else "")
+            row.append(mean_text(values) if values else "")
         means.append(row)
     lines = [
         f"### {metric}: mean ± 95% confidence interval (t) over runs, runs per cell in brackets", "",
@@ -174,7 +174,7 @@ def interval_tables(rows: list[dict], metric: str, reference: str = "0") -> list
                 if _pairs(cells, n, s, reference)
             }
             holm = dict(zip(tests, stats.holm([t.p for t in tests.values()])))
-            diffs.append([n] + [_paired_text(tests[s], holm[s]) if s in tests else "" for s in others])
+            diffs.append([n] + [paired_text(tests[s], holm[s]) if s in tests else "" for s in others])
         lines += [
             f"### {metric}: each spec minus freeze {spec_label(reference)}, paired by seed and data subset", "",
             "Mean difference ± the half-width of its 95% interval, and the paired t-test's two-sided p. `*`: "
@@ -225,12 +225,12 @@ def _pairs(cells: dict, n: int, spec: str, reference: str) -> bool:
     )
 
 
-def _mean_text(values: list[float]) -> str:
+def mean_text(values: list[float]) -> str:
     mean, half = stats.mean_ci(values)
     return f"{mean:.3f} ± {half:.3f} ({len(values)})" if half == half else f"{mean:.3f} (1)"
 
 
-def _paired_text(test: stats.Paired, holm_significant: bool) -> str:
+def paired_text(test: stats.Paired, holm_significant: bool) -> str:
     text = test.text("*" if test.p < 0.05 else "")
     return f"**{text}**" if holm_significant else text
 
