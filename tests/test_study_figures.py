@@ -78,7 +78,7 @@ def cell_mean(folder: str, spec: str, column: str = "crossfit_accuracy") -> floa
 
 
 def test_the_results_summary_quotes_the_committed_runs():
-    """docs/results.md's study table: each figure is a cell mean of a committed runs.csv."""
+    """docs/results.md's study table: each figure is a cell mean of a committed runs.csv (MCC for CoLA)."""
     page = (ROOT / "docs" / "results.md").read_text()
     rows = {
         "SST-2 n=100, depth 0 / -1 / 1 / 2 / 4": [("grid@100", s) for s in ("0", "-1", "1", "2", "4")],
@@ -89,9 +89,12 @@ def test_the_results_summary_quotes_the_committed_runs():
             ("matched", "0"), ("matched", "4"), ("matched", "random:0.843"), ("matched-bitfit-lr1e-3", "bitfit")],
         "rotten_tomatoes n=1000, full / head only (mean pooling, lr 1e-3)": [
             ("headonly", "0"), ("headonly-mean-lr1e-3", "head")],
+        "CoLA n=1000 (cross-fitted **MCC**, chosen by MCC), depth 0 / -1 / 1 / 2 / 3 / 4 / 5": [
+            ("cola@1000", s) for s in ("0", "-1", "1", "2", "3", "4", "5")],
     }  # fmt: skip
     for label, cells in rows.items():
         line = next(line for line in page.splitlines() if line.startswith(f"| {label} |"))
-        accuracy, _, cpu = [c.strip() for c in line.strip("|").split("|")[1:]]
-        assert accuracy == " / ".join(f"{cell_mean(f, s):.3f}" for f, s in cells)
+        score, _, cpu = [c.strip() for c in line.strip("|").split("|")[1:]]
+        column = "crossfit_mcc" if label.startswith("CoLA") else "crossfit_accuracy"
+        assert score == " / ".join(f"{cell_mean(f, s, column):.3f}" for f, s in cells)
         assert cpu == " / ".join(f"{cell_mean(f, s, 'cpu_seconds'):.0f}" for f, s in cells)
