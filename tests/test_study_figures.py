@@ -69,6 +69,17 @@ def test_sweep_tables_are_the_committed_runs(folders, metric, capsys):
     assert rows and not missing, f"docs/study.md lacks these rows of docs/study/{folders}: {missing}"
 
 
+def test_lr_tables_are_the_committed_runs(capsys):
+    """Phase 5's tables (scripts/study_lr.py over docs/study/lr/POOLING-lrLR/runs.csv) are on the page."""
+    spec = importlib.util.spec_from_file_location("study_lr", ROOT / "scripts" / "study_lr.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = [line for line in module.main([str(STUDY / "lr")]) if line.startswith("| ") and "depth" not in line]
+    capsys.readouterr()
+    missing = [row for row in rows if row not in page_lines()]
+    assert rows and not missing, f"docs/study.md lacks these rows of docs/study/lr: {missing}"
+
+
 def cell_mean(folder: str, spec: str, column: str = "crossfit_accuracy") -> float:
     """The mean of one spec's runs; `folder` may name a train size as FOLDER@N (the grid has several)."""
     folder, _, size = folder.partition("@")
