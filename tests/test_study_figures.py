@@ -74,7 +74,9 @@ def test_lr_tables_are_the_committed_runs(capsys):
     spec = importlib.util.spec_from_file_location("study_lr", ROOT / "scripts" / "study_lr.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    rows = [line for line in module.main([str(STUDY / "lr")]) if line.startswith("| ") and "depth" not in line]
+    rows = [
+        line for line in module.main([str(STUDY / "lr")]) if line.startswith("| ") and "depth" not in line
+    ]
     capsys.readouterr()
     missing = [row for row in rows if row not in page_lines()]
     assert rows and not missing, f"docs/study.md lacks these rows of docs/study/lr: {missing}"
