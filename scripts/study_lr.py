@@ -105,6 +105,9 @@ def plot_phase(cells: dict, metric: str, path: Path) -> None:
             ax.errorbar([float(lr) for lr in lrs], [m for m, _ in means], yerr=[h for _, h in means],
                         marker="o", ms=4, capsize=3, label=spec_label(depth))  # fmt: skip
         ax.set_xscale("log")
+        ticks = sorted({float(lr) for p, lr, _ in cells if p == pooling})
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
         ax.set_xlabel("peak learning rate")
         ax.set_title(f"{pooling} pooling")
         ax.grid(alpha=0.3)
